@@ -1,0 +1,1 @@
+"""Long-lived Ray actors and the pure cores they host."""

@@ -1,0 +1,345 @@
+"""This replica's rooms and the connections in them: ordered, gap-free fan-out.
+
+Every room a local fan joined is subscribed once (sharded pub/sub). Publications are
+accepted strictly in offset order; a gap (a pub/sub blip, a reconnect) is filled from
+the room's Redis Stream before anything later is delivered, so a joined fan receives
+every accepted message exactly once and in order. Accepted messages are batched per
+tick: one frame per room per tick, encoded once, written to every member.
+
+All methods run on one event loop; no locks are needed because nothing yields
+between reading and updating a room except where noted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from actors.chat import protocol
+from actors.chat.broker import Broker, Subscriber
+from actors.chat.room import Accept, Room
+from actors.chat.wsframe import text_frame
+from cluster import keys
+from cluster.codes import CloseCode
+
+log = logging.getLogger("fandom.chat.hub")
+
+REPLAY_CHUNK = 500          # messages per frame when replaying history on join
+CATCH_UP_WAIT_S = 2.0       # a fan may resume from an offset another replica already sent
+
+
+class Member(Protocol):
+    def push(self, frame: bytes) -> bool:
+        """Queue a complete WebSocket frame; False when the peer is too far behind."""
+
+    def kill(self, code: CloseCode, reason: str) -> None:
+        """Close the connection soon; idempotent."""
+
+
+class Hub:
+    def __init__(self, broker: Broker, *, replica_id: str, tick_s: float,
+                 presence_interval_s: float, clock: Callable[[], float] = time.time):
+        self.broker = broker
+        self.replica_id = replica_id
+        self.tick_s = tick_s
+        self.presence_interval_s = presence_interval_s
+        self.clock = clock
+        self.rooms: dict[str, Room[Member]] = {}
+        self.member_rooms: dict[Member, set[str]] = {}
+        self.dirty: set[Room[Member]] = set()
+        self._opening: dict[str, asyncio.Future] = {}
+        self._closing: dict[str, asyncio.Future] = {}
+        self._presence: dict[str, tuple[int, int]] = {}  # room -> (others' count, our last report)
+        self._behind: dict[str, int] = {}  # room -> presence rounds its cursor trailed Redis
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
+        self.subscriber = Subscriber(broker.redis, self._on_publication, self._on_reconnect)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the subscriber, the batching tick and the presence loop until stop()."""
+        await asyncio.gather(
+            self.subscriber.run(lambda: self._stopping),
+            self._tick_loop(),
+            self._presence_loop(),
+        )
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    @property
+    def connections(self) -> int:
+        return len(self.member_rooms)
+
+    def attach(self, member: Member) -> None:
+        self.member_rooms[member] = set()
+
+    def detach(self, member: Member) -> None:
+        for name in self.member_rooms.pop(member, ()):
+            room = self.rooms.get(name)
+            if room is not None:
+                room.members.discard(member)
+
+    # --- fan commands ---------------------------------------------------------------
+
+    async def join(self, member: Member, name: str, since: int | None, epoch: str | None) -> None:
+        """Add ``member`` to room ``name``; writes joined, any replay, then presence."""
+        room = await self._room(name)
+        recovered, replay = False, []
+        if since is not None and epoch == room.epoch:
+            recovered, replay = await self._replay(room, since)
+        if member not in self.member_rooms:
+            return  # disconnected while we waited
+        # Nothing may yield from here on: flush what current members are owed, then
+        # the newcomer starts exactly at the cursor.
+        self._flush(room)
+        room.members.add(member)
+        self.member_rooms[member].add(name)
+        frames = [protocol.joined(name, room.cursor, room.epoch, recovered)]
+        frames += [protocol.messages(name, [raw for _, raw in replay[i:i + REPLAY_CHUNK]])
+                   for i in range(0, len(replay), REPLAY_CHUNK)]
+        others, _ = self._presence.get(name, (0, 0))
+        frames.append(protocol.presence(name, others + len(room.members)))
+        for f in frames:
+            self.write(member, f)
+
+    async def _replay(self, room: Room, since: int) -> tuple[bool, list[tuple[int, str]]]:
+        """(covered, messages since..cursor) from history; False if history lost them."""
+        if since > room.cursor:
+            # The fan may have seen offsets from a replica that is a few ms ahead of us.
+            deadline = self.clock() + CATCH_UP_WAIT_S
+            self._start_fill(room)
+            while room.cursor < since and self.clock() < deadline:
+                await asyncio.sleep(0.02)
+            if room.cursor < since:
+                return False, []
+        replay: list[tuple[int, str]] = []
+        after = since
+        while after < room.cursor:
+            h = await self.broker.history(room.name, after)
+            if h.epoch != room.epoch or not h.entries or h.entries[0][0] != after + 1:
+                return False, []
+            replay += h.entries
+            after = h.entries[-1][0]
+        # Redis may be ahead of our cursor; the rest arrives live after the join.
+        return True, [e for e in replay if e[0] <= room.cursor]
+
+    def leave(self, member: Member, name: str) -> None:
+        room = self.rooms.get(name)
+        if room is not None:
+            room.members.discard(member)
+        self.member_rooms.get(member, set()).discard(name)
+
+    async def send(self, user: str, room: str, cid: str, text: str) -> str:
+        """Store and publish one message; the ack frame (same offset for a retry)."""
+        result = await self.broker.send(room, user, cid, text)
+        return protocol.ack(room, cid, result.offset)
+
+    # --- writing ----------------------------------------------------------------------
+
+    def write(self, member: Member, frame: str) -> None:
+        if not member.push(text_frame(frame.encode())):
+            self._drop_slow([member])
+
+    def broadcast(self, members: Iterable[Member], frame: str) -> None:
+        data = text_frame(frame.encode())
+        slow = [m for m in members if not m.push(data)]
+        if slow:
+            self._drop_slow(slow)
+
+    def _drop_slow(self, members: list[Member]) -> None:
+        for m in members:
+            self.detach(m)
+            m.kill(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume with since")
+
+    def _flush(self, room: Room) -> None:
+        frame = room.take_frame()
+        if frame is not None and room.members:
+            self.broadcast(list(room.members), frame)
+        self.dirty.discard(room)
+
+    async def _tick_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.tick_s)
+            dirty, self.dirty = self.dirty, set()
+            for room in dirty:
+                self._flush(room)
+
+    # --- ordering: live publications and gap fills -----------------------------------
+
+    def _on_publication(self, name: str, epoch: str, offset: int, raw: str) -> None:
+        room = self.rooms.get(name)
+        if room is None:
+            return
+        if room.filling:
+            room.held.append((epoch, offset, raw))
+        else:
+            self._offer(room, epoch, offset, raw)
+
+    def _offer(self, room: Room, epoch: str, offset: int, raw: str) -> None:
+        if epoch == room.epoch:
+            status = room.accept(offset, raw)
+            if status is Accept.OK:
+                self.dirty.add(room)
+                return
+            if status is Accept.DUPLICATE:
+                return
+        # A gap or a new epoch: history decides what happened.
+        room.held.append((epoch, offset, raw))
+        self._start_fill(room)
+
+    def _on_reconnect(self) -> None:
+        log.warning("pub/sub reconnected: resyncing %d rooms from history", len(self.rooms))
+        for room in list(self.rooms.values()):
+            self._start_fill(room)
+
+    def _start_fill(self, room: Room) -> None:
+        if room.filling or room.name in self._opening:
+            return
+        room.filling = True
+        self._spawn(self._fill(room))
+
+    async def _fill(self, room: Room) -> None:
+        try:
+            while True:
+                h = await self.broker.history(room.name, room.cursor)
+                if h.epoch is not None and h.epoch != room.epoch:
+                    self._reset(room, h.epoch)
+                    continue
+                if h.entries and h.entries[0][0] > room.cursor + 1:
+                    self._lost_history(room, h.entries[0][0] - 1)
+                for offset, raw in h.entries:
+                    room.accept(offset, raw)
+                if h.entries:
+                    self.dirty.add(room)
+                if not h.more:
+                    break
+        except Exception:
+            log.exception("filling room %s from history failed; retrying", room.name)
+            room.filling = False
+            asyncio.get_running_loop().call_later(1.0, self._start_fill, room)
+            return
+        room.filling = False
+        held, room.held = room.held, []
+        for item in held:
+            if room.filling:
+                room.held.append(item)
+            else:
+                self._offer(room, *item)
+
+    def _reset(self, room: Room, epoch: str) -> None:
+        self._flush(room)
+        log.warning("room %s: history lost, new epoch %s", room.name, epoch)
+        room.reset(epoch)
+        self.broadcast(list(room.members), protocol.reset(room.name, epoch))
+
+    def _lost_history(self, room: Room, new_cursor: int) -> None:
+        """We fell further behind than history reaches: members must resync themselves."""
+        log.error("room %s: replica lagged past history (%d -> %d); dropping %d members",
+                  room.name, room.cursor, new_cursor, len(room.members))
+        self._flush(room)
+        self._drop_slow(list(room.members))
+        room.cursor = new_cursor
+
+    # --- room subscription lifecycle ------------------------------------------------
+
+    async def _room(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is not None and name not in self._opening:
+            return room
+        fut = self._opening.get(name)
+        if fut is not None:
+            return await asyncio.shield(fut)
+        fut = self._opening[name] = asyncio.get_running_loop().create_future()
+        try:
+            if name in self._closing:
+                await asyncio.shield(self._closing[name])
+            # Placeholder first, holding publications, so none slips between the
+            # subscription starting and the cursor being read.
+            room = Room(name, epoch="", cursor=0)
+            room.filling = True
+            self.rooms[name] = room
+            await self.subscriber.subscribe(name)
+            room.epoch, room.cursor = await self.broker.meta(name)
+        except BaseException as e:
+            self.rooms.pop(name, None)
+            del self._opening[name]
+            fut.set_exception(e)
+            fut.exception()  # retrieved: waiters re-raise it
+            raise
+        del self._opening[name]
+        room.filling = False
+        held, room.held = room.held, []
+        for item in held:
+            self._offer(room, *item)
+        fut.set_result(room)
+        return room
+
+    async def _close_room(self, room: Room) -> None:
+        self.rooms.pop(room.name, None)
+        self._presence.pop(room.name, None)
+        done = self._closing[room.name] = asyncio.get_running_loop().create_future()
+        try:
+            await self.subscriber.unsubscribe(room.name)
+            await self.broker.redis.hdel(keys.room_presence(room.name), self.replica_id)
+        except Exception:
+            log.exception("closing room %s", room.name)
+        finally:
+            del self._closing[room.name]
+            done.set_result(None)
+
+    # --- presence and drift check ---------------------------------------------------
+
+    async def _presence_loop(self) -> None:
+        empty_rounds: dict[str, int] = {}
+        while not self._stopping:
+            await asyncio.sleep(self.presence_interval_s)
+            try:
+                await self._presence_round(empty_rounds)
+            except Exception:
+                log.exception("presence round failed")
+
+    async def _presence_round(self, empty_rounds: dict[str, int]) -> None:
+        rooms = [r for r in self.rooms.values() if r.name not in self._opening]
+        for room in rooms:
+            # Rooms linger for two rounds after the last member leaves: reconnect
+            # storms re-join within seconds and should not churn subscriptions.
+            empty_rounds[room.name] = empty_rounds.get(room.name, 0) + 1 if not room.members else 0
+            if empty_rounds[room.name] > 2:
+                del empty_rounds[room.name]
+                self._spawn(self._close_room(room))
+        now_ms = int(self.clock() * 1000)
+        stale_ms = now_ms - int(3 * self.presence_interval_s * 1000)
+        async with self.broker.redis.pipeline(transaction=False) as p:
+            for room in rooms:
+                key = keys.room_presence(room.name)
+                p.hset(key, self.replica_id, f"{len(room.members)}:{now_ms}")
+                p.pexpire(key, int(3 * self.presence_interval_s * 1000))
+                p.hgetall(key)
+                p.hget(keys.room_meta(room.name), "seq")
+            replies = await p.execute()
+        for i, room in enumerate(rooms):
+            fields, seq = replies[4 * i + 2], replies[4 * i + 3]
+            others = 0
+            for field, value in fields.items():
+                count, _, at = value.decode().partition(":")
+                if field.decode() != self.replica_id and int(at) >= stale_ms:
+                    others += int(count)
+            mine = len(room.members)
+            if (others, mine) != self._presence.get(room.name) and room.members:
+                self.broadcast(list(room.members), protocol.presence(room.name, others + mine))
+            self._presence[room.name] = (others, mine)
+            # Safety net for a publication lost with nothing after it to reveal the gap.
+            behind = seq is not None and int(seq) > room.cursor and not room.filling
+            self._behind[room.name] = self._behind.get(room.name, 0) + 1 if behind else 0
+            if self._behind[room.name] >= 2:
+                self._start_fill(room)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

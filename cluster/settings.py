@@ -1,0 +1,155 @@
+"""The one typed settings object, read from ``FANDOM_*`` environment variables.
+
+Every default lets ``fandom up`` run on a bare laptop. Defaults that are unsafe in
+production (the JWT secret) are marked loudly and reported by ``Settings.warnings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cluster.errors import ConfigError
+
+# Loudly marked: anyone who can read this file can mint tokens for a cluster that
+# kept the default. `fandom up` warns on start; production must set FANDOM_JWT_SECRET.
+DEV_JWT_SECRET = "fandom-DEV-ONLY-secret-DO-NOT-USE-IN-PRODUCTION"
+
+
+def _env(name: str, default: Any, help: str, secret: bool = False) -> Any:
+    return field(default=default, metadata={"env": name, "help": help, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of every fandom process; see docs/configuration.md."""
+
+    # --- where things are -------------------------------------------------------
+    redis_url: str = _env(
+        "FANDOM_REDIS_URL", "",
+        "Redis to use, e.g. redis://127.0.0.1:6379/0. Empty: `fandom up` starts an "
+        "embedded single-node server (redis-server on PATH, else fakeredis).")
+    jwt_secret: str = _env(
+        "FANDOM_JWT_SECRET", DEV_JWT_SECRET,
+        "HS256 secret for fan and ops tokens. The default is for development only. "
+        "Never written to the Serve config: every node must have it in its environment.",
+        secret=True)
+    data_dir: str = _env(
+        "FANDOM_DATA_DIR", "./fandom-data",
+        "Local directory or pyarrow.fs URI for archives, media outputs and run files.")
+    ray_address: str = _env(
+        "RAY_ADDRESS", "",
+        "Ray cluster to join (e.g. 10.0.0.5:6379 or auto). Empty: start a local one.")
+    host: str = _env("FANDOM_HOST", "0.0.0.0", "Interface the HTTP and WebSocket ports bind to.")
+    http_port: int = _env("FANDOM_HTTP_PORT", 8000, "Ray Serve HTTP port (ops API, health, media).")
+    ws_port: int = _env(
+        "FANDOM_WS_PORT", 8765,
+        "Chat WebSocket port. Every chat replica on a node shares it (SO_REUSEPORT).")
+    public_url: str = _env(
+        "FANDOM_PUBLIC_URL", "",
+        "Base URL clients use for HTTP (e.g. https://fans.example.com); shown in job "
+        "output URLs. Empty: http://127.0.0.1:<http_port>.")
+
+    # --- chat tier --------------------------------------------------------------
+    chat_replicas: int = _env(
+        "FANDOM_CHAT_REPLICAS", 2, "Chat replicas to start with (the floor when autoscaling).")
+    chat_max_replicas: int = _env(
+        "FANDOM_CHAT_MAX_REPLICAS", 8, "Upper bound for chat replica autoscaling.")
+    chat_replica_cpus: float = _env(
+        "FANDOM_CHAT_REPLICA_CPUS", 0.25, "Logical CPUs Ray reserves per chat replica.")
+    fans_per_replica: int = _env(
+        "FANDOM_FANS_PER_REPLICA", 25_000,
+        "Connections one chat replica is sized for; autoscaling targets this.")
+    history_len: int = _env(
+        "FANDOM_HISTORY_LEN", 10_000, "Messages kept per room for recovery (at least).")
+    dedup_ttl_s: int = _env(
+        "FANDOM_DEDUP_TTL_S", 300, "How long a client message id is remembered (seconds).")
+    tick_ms: int = _env(
+        "FANDOM_TICK_MS", 50, "Fan-out batching tick: messages within one tick share a frame.")
+    max_text_len: int = _env("FANDOM_MAX_TEXT_LEN", 1000, "Longest chat text, in characters.")
+    max_frame_bytes: int = _env(
+        "FANDOM_MAX_FRAME_BYTES", 8192, "Largest client frame; bigger closes with 4009.")
+    rate_per_s: float = _env(
+        "FANDOM_RATE_PER_S", 10.0, "Sustained client frames per second per connection.")
+    rate_burst: int = _env("FANDOM_RATE_BURST", 20, "Token-bucket burst per connection.")
+    max_rooms: int = _env("FANDOM_MAX_ROOMS", 16, "Rooms one connection may join at once.")
+    max_buffer_bytes: int = _env(
+        "FANDOM_MAX_BUFFER_BYTES", 1 << 20,
+        "Unsent bytes a connection may owe before it is dropped as a slow consumer (4010).")
+    presence_interval_s: float = _env(
+        "FANDOM_PRESENCE_INTERVAL_S", 5.0, "How often presence counts are refreshed and sent.")
+    ping_interval_s: float = _env(
+        "FANDOM_PING_INTERVAL_S", 30.0, "WebSocket ping interval; dead peers are cut after two.")
+    drain_timeout_s: float = _env(
+        "FANDOM_DRAIN_TIMEOUT_S", 10.0,
+        "On replica shutdown, how long fans get (close 1012) before sockets are cut.")
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("http_port", "ws_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                problems.append(f"{_name(name)} must be a port number 0-65535")
+        for name in ("chat_replicas", "history_len", "max_text_len", "max_frame_bytes",
+                     "rate_burst", "max_rooms", "fans_per_replica", "tick_ms"):
+            if getattr(self, name) < 1:
+                problems.append(f"{_name(name)} must be at least 1")
+        if self.chat_max_replicas < self.chat_replicas:
+            problems.append("FANDOM_CHAT_MAX_REPLICAS must be >= FANDOM_CHAT_REPLICAS")
+        if self.dedup_ttl_s < 300:
+            problems.append("FANDOM_DEDUP_TTL_S must be at least 300 (the protocol promises 5 min)")
+        if self.rate_per_s <= 0:
+            problems.append("FANDOM_RATE_PER_S must be positive")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``); raise ConfigError on bad values."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is None or raw == "" and f.type != "str":
+                continue
+            values[f.name] = _parse(f, raw)
+        return cls(**values)
+
+    def to_env(self, *, secrets: bool = True) -> dict[str, str]:
+        """The environment that reproduces these settings in another process."""
+        return {f.metadata["env"]: str(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if secrets or not f.metadata["secret"]}
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def warnings(self) -> list[str]:
+        out = []
+        if self.jwt_secret == DEV_JWT_SECRET:
+            out.append("FANDOM_JWT_SECRET is not set: using the DEVELOPMENT secret. "
+                       "Anyone can mint tokens. Set FANDOM_JWT_SECRET in production.")
+        elif len(self.jwt_secret.encode()) < 32:
+            out.append("FANDOM_JWT_SECRET is shorter than 32 bytes; HS256 wants at least 32.")
+        return out
+
+
+def _name(attr: str) -> str:
+    return {f.name: f.metadata["env"] for f in dataclasses.fields(Settings)}[attr]
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    kind = {"int": int, "float": float, "str": str}[f.type]
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{f.metadata['env']}={raw!r} is not a valid {f.type}; {f.metadata['help']}"
+        ) from None
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) rows, for docs and `fandom config`."""
+    return [(f.metadata["env"], str(f.default), f.metadata["help"]) for f in dataclasses.fields(Settings)]

@@ -1,0 +1,133 @@
+"""Start or join a Ray cluster and deploy fandom onto it (``fandom up``; test sessions).
+
+The CLI layer: it may import everything below it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from cluster.embedded_redis import EmbeddedRedis
+from cluster.errors import ConfigError, Unavailable
+from cluster.settings import Settings
+from serve.config import API_APP, CHAT_APP, serve_config
+
+log = logging.getLogger("fandom.up")
+
+RAY_NAMESPACE = "fandom"
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    redis: EmbeddedRedis | None
+    started_ray: bool
+
+    @property
+    def http_url(self) -> str:
+        return self.settings.public_url or f"http://127.0.0.1:{self.settings.http_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.settings.ws_port}/ws"
+
+    def shutdown(self) -> None:
+        import ray
+        from ray import serve
+
+        if self.started_ray:
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+def resolve_redis(settings: Settings) -> tuple[Settings, EmbeddedRedis | None]:
+    """Settings with a usable redis_url, starting an embedded server if none was given."""
+    if settings.redis_url:
+        return settings, None
+    if settings.ray_address:
+        raise ConfigError("joining an existing Ray cluster needs FANDOM_REDIS_URL: an "
+                          "embedded Redis on this machine is not reachable from other nodes")
+    embedded = EmbeddedRedis().start()
+    log.warning("No FANDOM_REDIS_URL: using an EMBEDDED single-node Redis at %s [%s]. "
+                "Data lives only as long as this process.", embedded.url, embedded.kind)
+    return settings.replace(redis_url=embedded.url), embedded
+
+
+def start_ray(settings: Settings, num_cpus: int | None = None) -> bool:
+    """Connect to RAY_ADDRESS, or start a local Ray; True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, namespace=RAY_NAMESPACE)
+        return False
+    # Local workers inherit this process's environment: that is how secrets reach the
+    # replicas without ever being written into the Serve config.
+    os.environ.update(settings.to_env())
+    ray.init(namespace=RAY_NAMESPACE, num_cpus=num_cpus, include_dashboard=False)
+    return True
+
+
+def deploy(settings: Settings, *, chat_min_replicas: int | None = None,
+           timeout_s: float = 180.0) -> None:
+    """Apply fandom's declarative Serve config and wait until both apps run."""
+    from ray import serve
+    from ray.serve.schema import ServeDeploySchema
+
+    config = ServeDeploySchema.model_validate(serve_config(settings, chat_min_replicas=chat_min_replicas))
+    serve.start(http_options={"host": settings.host, "port": settings.http_port})
+    serve.context._get_global_client().deploy_apps(config)
+    wait_running(timeout_s)
+
+
+def wait_running(timeout_s: float) -> None:
+    from ray import serve
+    from ray.serve.schema import ApplicationStatus
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        apps = serve.status().applications
+        states = {name: apps[name].status if name in apps else "MISSING" for name in (API_APP, CHAT_APP)}
+        if all(s == ApplicationStatus.RUNNING for s in states.values()):
+            return
+        failed = {n: apps[n].message for n, s in states.items() if s == ApplicationStatus.DEPLOY_FAILED}
+        if failed:
+            raise Unavailable(f"Serve deployment failed: {failed}")
+        if time.monotonic() > deadline:
+            raise Unavailable(f"Serve apps not running after {timeout_s}s: {states}")
+        time.sleep(0.5)
+
+
+# Long-lived actors started after the Serve apps, each as "module:function(settings)".
+# Each function must be idempotent (get-or-create a detached named actor).
+SERVICES: list[str] = []
+
+
+def start_services(settings: Settings) -> None:
+    import importlib
+
+    for spec in SERVICES:
+        module, _, func = spec.partition(":")
+        getattr(importlib.import_module(module), func)(settings)
+
+
+def up(settings: Settings, *, num_cpus: int | None = None) -> Stack:
+    """Everything ``fandom up`` does before it waits for Ctrl-C."""
+    settings, embedded = resolve_redis(settings)
+    started = False
+    try:
+        started = start_ray(settings, num_cpus=num_cpus)
+        deploy(settings)
+        start_services(settings)
+    except BaseException:
+        Stack(settings, embedded, started).shutdown()
+        raise
+    return Stack(settings, embedded, started)

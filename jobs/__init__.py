@@ -1,0 +1,1 @@
+"""Batch work run as Ray tasks: transcoding and analytics."""

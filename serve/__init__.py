@@ -1,0 +1,1 @@
+"""What faces the network: Ray Serve deployments, the ASGI API, the WebSocket gateway."""
