@@ -72,7 +72,8 @@ def start_ray(settings: Settings, num_cpus: int | None = None) -> bool:
     # Local workers inherit this process's environment: that is how secrets reach the
     # replicas without ever being written into the Serve config.
     os.environ.update(settings.to_env())
-    ray.init(namespace=RAY_NAMESPACE, num_cpus=num_cpus, include_dashboard=False)
+    # address="local": never silently attach to some other Ray running on this machine.
+    ray.init(address="local", namespace=RAY_NAMESPACE, num_cpus=num_cpus, include_dashboard=False)
     return True
 
 
