@@ -21,7 +21,7 @@ from cluster import keys
 from cluster.errors import FandomError
 from cluster.settings import Settings
 from cluster.tokens import Claims
-from serve.http_auth import require_ops, require_user
+from serve.deps import ApiState, api_state, install, require_ops, require_user
 
 app = FastAPI(
     title="fandom",
@@ -48,8 +48,8 @@ async def _validation_error(_: Request, e: RequestValidationError) -> JSONRespon
 
 
 @app.get("/healthz", tags=["health"])
-async def healthz(request: Request) -> dict:
-    await request.app.state.redis.ping()
+async def healthz(state: ApiState = Depends(api_state)) -> dict:
+    await state.redis.ping()
     return {"status": "ok"}
 
 
@@ -60,9 +60,10 @@ async def whoami(claims: Claims = Depends(require_user)) -> dict:
 
 
 @app.get("/api/chat/replicas", tags=["chat"])
-async def chat_replicas(request: Request, _: Claims = Depends(require_ops)) -> dict:
+async def chat_replicas(state: ApiState = Depends(api_state),
+                        _: Claims = Depends(require_ops)) -> dict:
     """Live chat replicas and their connection counts (from their Redis heartbeats)."""
-    raw = await request.app.state.redis.hgetall(keys.CHAT_REPLICAS)
+    raw = await state.redis.hgetall(keys.CHAT_REPLICAS)
     now = time.time()
     replicas = [json.loads(v) for v in raw.values()]
     live = [r for r in replicas if now - r["at"] < keys.CHAT_REPLICA_TTL_S]
@@ -79,5 +80,4 @@ for _router in ROUTERS:
 class Api:
     def __init__(self, env: dict[str, str] | None = None):
         settings = Settings.from_env({**os.environ, **(env or {})})
-        app.state.settings = settings
-        app.state.redis = aredis.from_url(settings.redis_url)
+        install(ApiState(settings, aredis.from_url(settings.redis_url)))
