@@ -46,3 +46,28 @@ CHAT_REPLICAS = "chat:replicas"
 
 CHAT_REPLICA_TTL_S = 15
 """A chat replica whose heartbeat is older than this is considered gone."""
+
+
+# --- chat archive (actors/archiver.py) ------------------------------------------------
+
+ARCHIVE_GROUP = "fandom-archive"
+"""Consumer group the archiver reads every ``chat:{room}:log`` through."""
+
+ARCHIVE_CONSUMER = "archiver"
+"""The archiver's consumer name. Fixed, so a restarted archiver gets its own pending
+(delivered, not yet acknowledged) entries back."""
+
+
+def user_dedup_pattern(user: str) -> str:
+    """SCAN pattern for every room's dedup keys of ``user`` (GDPR erasure).
+
+    A user id may contain ':', so this also matches the keys of a user named
+    ``<user>:<more>``; callers check ownership through the key's offset.
+    """
+    escaped = "".join("\\" + c if c in "*?[]\\" else c for c in user)
+    return f"chat:{{*}}:dedup:{escaped}:*"
+
+
+def room_of_key(key: str) -> str:
+    """The room of any per-room key ``chat:{<room>}:...``."""
+    return key[len("chat:{"):key.index("}:")]

@@ -87,6 +87,22 @@ class Settings:
         "FANDOM_DRAIN_TIMEOUT_S", 10.0,
         "On replica shutdown, how long fans get (close 1012) before sockets are cut.")
 
+    # --- chat archive and analytics (actors/archiver.py, jobs/analytics.py) ---------
+    archive_flush_s: float = _env(
+        "FANDOM_ARCHIVE_FLUSH_S", 30.0,
+        "Longest time an archived message waits in memory before it is written to "
+        "Parquet: the archive trails live chat by about this much.")
+    archive_batch_rows: int = _env(
+        "FANDOM_ARCHIVE_BATCH_ROWS", 50_000, "Rows that trigger a flush before FANDOM_ARCHIVE_FLUSH_S.")
+    archive_compact_min_files: int = _env(
+        "FANDOM_ARCHIVE_COMPACT_MIN_FILES", 8,
+        "Compaction merges a partition's files once it has at least this many.")
+    archive_compact_interval_s: float = _env(
+        "FANDOM_ARCHIVE_COMPACT_INTERVAL_S", 600.0, "How often the archiver looks for partitions to compact.")
+    archive_retention_days: int = _env(
+        "FANDOM_ARCHIVE_RETENTION_DAYS", 0,
+        "Delete archive partitions whose UTC date is more than this many days old. 0: keep forever.")
+
     def __post_init__(self) -> None:
         problems = []
         for name in ("http_port", "ws_port"):
@@ -102,6 +118,17 @@ class Settings:
             problems.append("FANDOM_DEDUP_TTL_S must be at least 300 (the protocol promises 5 min)")
         if self.rate_per_s <= 0:
             problems.append("FANDOM_RATE_PER_S must be positive")
+        # chat archive
+        if self.archive_flush_s <= 0:
+            problems.append("FANDOM_ARCHIVE_FLUSH_S must be positive")
+        if self.archive_batch_rows < 1:
+            problems.append("FANDOM_ARCHIVE_BATCH_ROWS must be at least 1")
+        if self.archive_compact_min_files < 2:
+            problems.append("FANDOM_ARCHIVE_COMPACT_MIN_FILES must be at least 2")
+        if self.archive_compact_interval_s <= 0:
+            problems.append("FANDOM_ARCHIVE_COMPACT_INTERVAL_S must be positive")
+        if self.archive_retention_days < 0:
+            problems.append("FANDOM_ARCHIVE_RETENTION_DAYS must be 0 (keep) or more")
         if problems:
             raise ConfigError("; ".join(problems))
 
