@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from cluster.schemas import CHAT_DIR, chat_partitioning
+from cluster.schemas import CHAT_DIR, CHAT_SCHEMA, chat_partitioning
 
 WORD_SEPARATORS = r"[^\pL\pN_]+"
 EMOJI_RANGES = ((0x2600, 0x27BF), (0x2B50, 0x2B50), (0x2B55, 0x2B55), (0x1F300, 0x1F3FA),
@@ -99,7 +99,7 @@ def open_dataset(data_dir: str) -> ds.Dataset:
 
     fs, base = resolve(data_dir)
     return ds.dataset(f"{base.rstrip('/')}/{CHAT_DIR}", filesystem=fs, format="parquet",
-                      partitioning=chat_partitioning())
+                      partitioning=chat_partitioning(), schema=CHAT_SCHEMA)
 
 
 def read(source: str | ds.Dataset, query: Query = Query(), columns: list[str] | None = None) -> pa.Table:

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from actors.archive.batch import FileSpec, file_name
 from actors.archive.ledger import Ledger
-from cluster.schemas import CHAT_DIR, CHAT_FILE_SCHEMA, chat_partitioning
+from cluster.schemas import CHAT_DIR, CHAT_FILE_SCHEMA, CHAT_SCHEMA, chat_partitioning
 
 Checkpoint = Callable[[str], None]
 """Called at each crash-relevant step by name; the actor can pause there (crash tests)."""
@@ -150,7 +150,7 @@ class Store:
 
     def dataset(self) -> ds.Dataset:
         return ds.dataset(self.root, filesystem=self.fs, format="parquet",
-                          partitioning=chat_partitioning(), schema=None)
+                          partitioning=chat_partitioning(), schema=CHAT_SCHEMA)
 
     # --- crash recovery ---------------------------------------------------------------
 
