@@ -49,7 +49,10 @@ class Archiver:
         self.committed = Committed(self.store.max_offsets, self.store.offsets_in)
         self.batch = Batch()
         self.ledger = None
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()      # the dataset and the batch: one writer at a time
+        # Held around poll + absorb, so an explicit flush() sees every entry the loop has
+        # taken from Redis (order: reading, then lock — never the other way round).
+        self.reading = threading.Lock()
         self.stats = {"rows_written": 0, "files_written": 0, "duplicates_dropped": 0,
                       "erased_dropped": 0, "unreadable_acked": 0, "flushes": 0, "errors": 0}
         self.recovery: dict = {}
@@ -73,7 +76,7 @@ class Archiver:
     def flush(self) -> int:
         """Write and acknowledge everything read so far; returns rows written."""
         self._ready.wait()
-        with self.lock:
+        with self.reading, self.lock:
             while items := self.reader.poll(block_ms=0):
                 self._absorb(items)
             return self._flush()
@@ -119,11 +122,12 @@ class Archiver:
                 self._failed(e)
         s = self.settings
         next_compact = time.monotonic() + s.archive_compact_interval_s
-        next_retention = time.monotonic()
+        next_retention = time.monotonic() + 3600  # _start() just applied it
         while not self._stop.is_set():
             try:
                 if self.batch.pending < BACKPRESSURE * s.archive_batch_rows:
-                    self._absorb(self.reader.poll(block_ms=self._block_ms()))
+                    with self.reading:
+                        self._absorb(self.reader.poll(block_ms=self._block_ms()))
                 else:
                     self._stop.wait(POLL_BLOCK_S)
                 now = time.monotonic()
@@ -146,7 +150,8 @@ class Archiver:
             for erasure in self.ledger.unfinished():
                 log.warning("resuming an interrupted erasure")
                 self._erase(erasure)
-        self._ready.set()
+            self._ready.set()
+            self.apply_retention()
 
     def _failed(self, e: Exception) -> None:
         log.exception("archiver step failed; retrying")

@@ -313,7 +313,7 @@ def summary_ray(data_dir: str, query: Query = Query(), top_n: int = 10) -> dict[
         return query.keeps_partition(p["room"], dt.date.fromisoformat(p["date"]), int(p["hour"]))
 
     data = ray.data.read_parquet(
-        root, filesystem=fs, columns=["user", "text", "ts", "text_len"],
+        root, filesystem=fs, columns=SUMMARY_COLUMNS,
         partitioning=Partitioning("hive", base_dir=root, field_names=["room", "date", "hour"]),
         partition_filter=PathPartitionFilter.of(keep, style="hive", base_dir=root,
                                                 field_names=["room", "date", "hour"]),
