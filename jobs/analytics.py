@@ -354,3 +354,26 @@ def _pack(p: dict[str, pa.Table]) -> pa.Table:
 
 def _unpack(row: dict) -> dict[str, pa.Table]:
     return {name: pa.ipc.open_stream(blob).read_all() for name, blob in row.items()}
+
+
+# --- presentation helpers (CLI, HTTP) ----------------------------------------------------
+
+def parse_time(text: str | None, what: str) -> dt.datetime | None:
+    """ISO 8601 (``2024-12-04T20:00``, ``...Z``, ``...+01:00``) -> aware UTC; naive means UTC."""
+    from cluster.errors import InvalidInput
+
+    if text is None or text == "":
+        return None
+    try:
+        return _utc(dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+    except ValueError:
+        raise InvalidInput(f"{what} must be an ISO 8601 time like 2024-12-04T20:00 (UTC "
+                           f"unless it has an offset); got {text!r}", code="invalid_time") from None
+
+
+def as_json(result: dict[str, pa.Table]) -> dict[str, list[dict]]:
+    """Analytics tables -> JSON-ready lists of rows (times as ISO 8601 UTC strings)."""
+    def clean(v):
+        return v.isoformat().replace("+00:00", "Z") if isinstance(v, dt.datetime) else v
+    return {name: [{k: clean(v) for k, v in row.items()} for row in t.to_pylist()]
+            for name, t in result.items()}

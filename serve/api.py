@@ -21,7 +21,9 @@ from cluster import keys
 from cluster.errors import FandomError
 from cluster.settings import Settings
 from cluster.tokens import Claims
+from serve.analytics_routes import router as analytics_router
 from serve.deps import ApiState, api_state, install, require_ops, require_user
+from serve.privacy_routes import router as privacy_router
 
 app = FastAPI(
     title="fandom",
@@ -30,7 +32,7 @@ app = FastAPI(
                 "a WebSocket protocol on its own port: see docs/protocol.md.",
 )
 
-ROUTERS: list = []  # feature routers, included below
+ROUTERS: list = [privacy_router, analytics_router]  # feature routers, included below
 
 
 @app.exception_handler(FandomError)

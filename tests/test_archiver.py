@@ -226,3 +226,27 @@ def test_compaction_and_retention_through_the_actor(make_archiver, component_red
     assert ray.get(archiver.apply_retention.remote("2024-12-05")) == []
     assert ray.get(archiver.apply_retention.remote("2024-12-06")) == [f"room={room}/date=2024-12-04"]
     assert dataset_rows(settings.data_dir) == []
+
+
+async def test_a_room_created_by_a_join_is_in_the_rooms_index(aredis_client, unique):
+    from actors.chat.broker import Broker
+
+    broker = Broker(aredis_client, history_len=100, dedup_ttl_s=300)
+    await broker.meta(f"joined-first-{unique}")     # what a join does before any send
+    assert await aredis_client.sismember(keys.ROOMS_INDEX, f"joined-first-{unique}")
+
+
+async def test_history_tombstones_erased_messages_at_the_end_of_the_log(aredis_client, unique):
+    from actors.chat.broker import Broker, tombstone
+
+    broker = Broker(aredis_client, history_len=100, dedup_ttl_s=300)
+    room = f"tail-{unique}"
+    for i in range(1, 6):
+        await broker.send(room, "ann" if i in (2, 4, 5) else "bob", f"c{i}", f"m{i}")
+    await aredis_client.xdel(keys.room_log(room), "0-2", "0-4", "0-5")   # what erasure does
+    h = await broker.history(room, 0)
+    assert [o for o, _ in h.entries] == [1, 2, 3, 4, 5] and not h.more
+    assert [raw for o, raw in h.entries if o in (2, 4, 5)] == [tombstone(o) for o in (2, 4, 5)]
+    h = await broker.history(room, 3, limit=1)                 # bounded like the rows
+    assert [raw for _, raw in h.entries] == [tombstone(4)] and h.more
+    assert (await broker.history(room, 5)).entries == []

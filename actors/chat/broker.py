@@ -60,9 +60,9 @@ redis.call('SPUBLISH', ARGV[6], epoch .. ' ' .. offset .. '\\n' .. msg)
 return {1, offset, epoch, created}
 """
 
-# KEYS: meta, log. Returns {epoch, seq}.
+# KEYS: meta, log. Returns {epoch, seq, created 0/1}.
 META_SCRIPT = _ENSURE_META + """
-return {epoch, tonumber(redis.call('HGET', KEYS[1], 'seq'))}
+return {epoch, tonumber(redis.call('HGET', KEYS[1], 'seq')), created}
 """
 
 
@@ -105,16 +105,18 @@ class Broker:
 
     async def meta(self, room: str) -> tuple[str, int]:
         """(epoch, last offset) of the room, creating a fresh epoch if it has none."""
-        epoch, seq = await self._meta(keys=[keys.room_meta(room), keys.room_log(room)])
+        epoch, seq, created = await self._meta(keys=[keys.room_meta(room), keys.room_log(room)])
+        if created:  # a join can create the room before its first send: index it here too
+            await self.redis.sadd(keys.ROOMS_INDEX, room)
         return _s(epoch), int(seq)
 
     async def history(self, room: str, after: int, limit: int = 1000) -> History:
         """Messages with offset > ``after`` (at most ``limit`` log entries), in order."""
         async with self.redis.pipeline(transaction=True) as p:
-            p.hget(keys.room_meta(room), "epoch")
+            p.hmget(keys.room_meta(room), "epoch", "seq")
             p.xrange(keys.room_log(room), "-", "+", count=1)
             p.xrange(keys.room_log(room), f"0-{after + 1}", "+", count=limit)
-            epoch, head, rows = await p.execute()
+            (epoch, seq), head, rows = await p.execute()
         first = _offset(head[0][0]) if head else None
         entries: list[tuple[int, str]] = []
         # Holes inside the kept window are erasures; fill them so offsets stay contiguous.
@@ -125,7 +127,14 @@ class Broker:
                 entries.extend((o, tombstone(o)) for o in range(expect, off))
             entries.append((off, self._entry_json(off, fields)))
             expect = off + 1
-        return History(_s(epoch) if epoch else None, first, entries, len(rows) >= limit)
+        more = len(rows) >= limit
+        # So is a gap between the newest kept entry and seq: the send script assigns seq
+        # and appends in one step, and trimming only ever drops the oldest entries.
+        if expect is not None and not more and seq is not None and int(seq) >= expect:
+            last = min(int(seq), expect + limit - 1)
+            entries.extend((o, tombstone(o)) for o in range(expect, last + 1))
+            more = last < int(seq)
+        return History(_s(epoch) if epoch else None, first, entries, more)
 
     @staticmethod
     def _entry_json(offset: int, f: dict) -> str:
