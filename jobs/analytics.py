@@ -2,23 +2,23 @@
 
 Every analytic is built from *partials* — small tables that merge by summing
 (per-minute counts, per-user counts, word counts, a histogram of text lengths, first/last
-times). One machine computes the partials of the whole filtered table at once; Ray
-Data computes them per block on the cluster and merges them, so data larger than one
-node's memory never has to meet in one place. Both paths end in the same ``finish``,
+times). One machine computes the partials of the filtered table, one slice per core;
+Ray Data computes them per block on the cluster and merges them, so data larger than
+one node's memory never has to meet in one place. Both paths end in the same ``finish``,
 so they agree exactly (percentiles too: lengths are small integers, so the histogram
 is exact, with DuckDB's ``quantile_cont`` interpolation).
 
-Definitions (docs/analytics.md): a *word* is a maximal run of Unicode letters, digits
-and ``_``, lower-cased; an *emoji* is one code point in EMOJI_RANGES (skin tones,
-variation selectors and joiners are dropped, so a ZWJ sequence counts per part).
-Time ranges are [start, end) in UTC; partition pruning uses the date/hour columns.
+Words and emojis are defined (and counted) in jobs/textstats.py. Time ranges are
+[start, end) in UTC; partition pruning uses the date/hour columns.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -26,14 +26,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from cluster.schemas import CHAT_DIR, CHAT_SCHEMA, chat_partitioning
+from jobs import textstats
+from jobs.textstats import EMOJI_PATTERN, EMOJI_RANGES, WORD_SEPARATORS  # noqa: F401 (re-exported)
 
-WORD_SEPARATORS = r"[^\pL\pN_]+"
-EMOJI_RANGES = ((0x2600, 0x27BF), (0x2B50, 0x2B50), (0x2B55, 0x2B55), (0x1F300, 0x1F3FA),
-                (0x1F400, 0x1F64F), (0x1F680, 0x1F6FF), (0x1F900, 0x1F9FF), (0x1FA70, 0x1FAFF))
 QUANTILES = (0.5, 0.9, 0.99)
 TS = pa.timestamp("ms", tz="UTC")
-_NOT_EMOJI = "[^" + "".join(f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in EMOJI_RANGES) + "]+"
-_SEP = "\x1f"
 SUMMARY_COLUMNS = ["room", "user", "text", "ts", "text_len"]
 
 
@@ -131,16 +128,11 @@ def user_counts(t: pa.Table) -> pa.Table:
 
 
 def word_counts(t: pa.Table) -> pa.Table:
-    words = pc.list_flatten(pc.split_pattern_regex(pc.utf8_lower(t["text"]), WORD_SEPARATORS))
-    return _counts(words.filter(pc.not_equal(words, "")), "word")
+    return textstats.word_counts(t["text"])
 
 
 def emoji_counts(t: pa.Table) -> pa.Table:
-    only = pc.replace_substring_regex(t["text"], _NOT_EMOJI, "")
-    only = only.filter(pc.not_equal(only, ""))
-    split = pc.replace_substring_regex(only, "(.)", "\\1" + _SEP)
-    parts = pc.list_flatten(pc.split_pattern(split, _SEP))
-    return _counts(parts.filter(pc.not_equal(parts, "")), "emoji")
+    return textstats.emoji_counts(t["text"])
 
 
 def length_histogram(t: pa.Table) -> pa.Table:
@@ -153,11 +145,6 @@ def spans(t: pa.Table) -> pa.Table:
     out = pa.table({"room": _plain(t["room"]), "ts": t["ts"]}).group_by("room").aggregate(
         [("ts", "min"), ("ts", "max"), ("ts", "count")])
     return out.rename_columns(["room", "first", "last", "messages"])
-
-
-def _counts(values: pa.Array | pa.ChunkedArray, name: str) -> pa.Table:
-    vc = pc.value_counts(values)
-    return pa.table({name: vc.field("values"), "count": vc.field("counts")})
 
 
 def _plain(col):
@@ -252,9 +239,22 @@ def _top(t: pa.Table, count: str, key: str, n: int) -> pa.Table:
 
 # --- entry points ------------------------------------------------------------------------
 
-def summary(source: str | ds.Dataset, query: Query = Query(), top_n: int = 10) -> dict[str, pa.Table]:
-    """Every analytic over the rows of ``query``, on this machine."""
-    return finish(partials(read(source, query)), top_n)
+def summary(source: str | ds.Dataset, query: Query = Query(), top_n: int = 10,
+            threads: int | None = None) -> dict[str, pa.Table]:
+    """Every analytic over the rows of ``query``, on this machine.
+
+    The string kernels (split, regex, hashing) run on one core each, so the table is
+    cut into one slice per core and the slices' partials are computed in parallel
+    (pyarrow releases the GIL inside kernels) and merged — the Ray path, in miniature.
+    """
+    t = read(source, query)
+    n = max(1, min(threads or os.cpu_count() or 1, t.num_rows // 100_000))
+    if n == 1:
+        return finish(partials(t), top_n)
+    step = -(-t.num_rows // n)
+    with ThreadPoolExecutor(n) as pool:
+        parts = list(pool.map(partials, [t.slice(i, step) for i in range(0, t.num_rows, step)]))
+    return finish(merge(parts), top_n)
 
 
 def messages_per_minute(source, query: Query = Query()) -> pa.Table:
@@ -263,13 +263,15 @@ def messages_per_minute(source, query: Query = Query()) -> pa.Table:
 
 
 def unique_chatters(source, query: Query = Query()) -> pa.Table:
-    return finish({**_empty_partials(), "users": user_counts(read(source, query, ["room", "user"]))})[
-        "unique_chatters"]
+    users = user_counts(read(source, query, ["room", "user"]))
+    return users.group_by("room").aggregate([("user", "count")]).rename_columns(
+        ["room", "chatters"]).sort_by("room")
 
 
 def top_chatters(source, query: Query = Query(), n: int = 10) -> pa.Table:
-    return finish({**_empty_partials(), "users": user_counts(read(source, query, ["room", "user"]))},
-                  n)["top_chatters"]
+    users = user_counts(read(source, query, ["room", "user"]))
+    return _top(users.group_by("user").aggregate([("messages", "sum")]).rename_columns(
+        ["user", "messages"]), "messages", "user", n)
 
 
 def top_words(source, query: Query = Query(), n: int = 10) -> pa.Table:

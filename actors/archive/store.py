@@ -223,7 +223,8 @@ class Store:
 
     def erase(self, user: str, before_ms: int, checkpoint: Checkpoint = _nothing) -> dict:
         """Rewrite every file holding ``user``'s rows (ts <= before_ms) without them."""
-        doomed = (pc.field("user") == user) & (pc.field("ts") <= pa.scalar(before_ms, pa.timestamp("ms", tz="UTC")))
+        cut = pa.scalar(before_ms, pa.timestamp("ms", tz="UTC"))
+        doomed = (pc.field("user") == user) & (pc.field("ts") <= cut)
         scan = self.dataset().scanner(columns=["__filename"], filter=doomed)
         hits = pc.value_counts(scan.to_table()["__filename"]).to_pylist()
         by_room: dict[str, int] = {}
