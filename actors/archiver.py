@@ -68,8 +68,12 @@ class Archiver:
     # --- Ray-callable -----------------------------------------------------------------
 
     def status(self) -> dict:
+        try:  # no lock: status must answer while the writer holds it (or is paused)
+            unacked = self.batch.pending
+        except RuntimeError:  # the loop changed the batch under us
+            unacked = -1
         return {"ready": self._ready.is_set(), "pid": os.getpid(), "paused_at": self._paused_at,
-                "buffered_rows": len(self.batch.rows), "unacked": self.batch.pending,
+                "buffered_rows": len(self.batch.rows), "unacked": unacked,
                 "rooms": sorted(list(self.reader.grouped)), "recovery": self.recovery,
                 "last_error": self.last_error, **self.stats}
 
@@ -217,6 +221,8 @@ def start_archiver(settings: Settings, *, name: str = ACTOR_NAME):
     """Get or create the detached archiver actor (idempotent; `fandom up` calls it)."""
     import ray
 
+    if "://" not in settings.data_dir:  # a relative dir means the caller's, not the worker's cwd
+        settings = settings.replace(data_dir=os.path.abspath(settings.data_dir))
     return ray.remote(Archiver).options(
         name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         max_restarts=-1,       # a crash restarts it; recovery makes that safe
