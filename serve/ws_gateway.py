@@ -33,6 +33,7 @@ from actors.chat.session import Close, Limits, Reply, Session
 from cluster import keys, tokens
 from cluster.codes import CloseCode, ErrorCode
 from cluster.errors import AuthError, Unavailable
+from cluster.redis_conn import async_client
 from cluster.settings import Settings
 
 log = logging.getLogger("fandom.chat.gateway")
@@ -139,7 +140,7 @@ class Gateway:
 
     async def _main(self) -> None:
         s = self.settings
-        redis = aredis.from_url(s.redis_url, health_check_interval=15)
+        redis = async_client(s.redis_url, name=f"fandom-chat-{self.replica_id}")
         await redis.ping()
         broker = Broker(redis, history_len=s.history_len, dedup_ttl_s=s.dedup_ttl_s)
         self.hub = Hub(broker, replica_id=self.replica_id, tick_s=s.tick_ms / 1000,
