@@ -154,6 +154,7 @@ class Gateway:
             ping_interval=s.ping_interval_s, ping_timeout=s.ping_interval_s,
             process_request=self._process_request,
             server_header=None,
+            close_timeout=5,            # then a peer that never answers our close is cut
         )
         hub_task = asyncio.create_task(self.hub.run())
         beat_task = asyncio.create_task(self._heartbeat(redis))
@@ -207,7 +208,7 @@ class Gateway:
         try:
             claims = tokens.verify(self.settings.jwt_secret, (query.get("token") or [None])[0])
         except AuthError as e:
-            await ws.close(int(CloseCode.UNAUTHORIZED), e.message[:120])
+            await _close_and_drain(ws, CloseCode.UNAUTHORIZED, e.message[:120])
             return
         hub = self.hub
         assert hub is not None
@@ -253,8 +254,23 @@ class Gateway:
         elif kind is Close:
             hub.detach(conn)
             conn.dead = True
-            # Awaited, not spawned: returning from the handler would otherwise let
-            # websockets close first with a plain 1000.
-            await conn.ws.close(int(action.code), action.reason)
+            await _close_and_drain(conn.ws, action.code, action.reason)
             return False
         return True
+
+
+async def _close_and_drain(ws: ServerConnection, code: CloseCode, reason: str) -> None:
+    """Close with ``code`` and read (discard) until the peer's close frame arrives.
+
+    Awaiting ``ws.close()`` alone can stall for the whole close timeout: a flooding
+    client's close reply sits behind frames it already sent, and websockets stops
+    reading once its incoming queue is full. Returning early instead would let the
+    library close first with a plain 1000.
+    """
+    closing = asyncio.get_running_loop().create_task(ws.close(int(code), reason))
+    try:
+        async for _ in ws:
+            pass
+    except ConnectionClosed:
+        pass
+    await closing

@@ -56,20 +56,28 @@ class Hub:
         self._behind: dict[str, int] = {}  # room -> presence rounds its cursor trailed Redis
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
+        self._loops: asyncio.Future | None = None
         self.subscriber = Subscriber(broker.redis, self._on_publication, self._on_reconnect)
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run the subscriber, the batching tick and the presence loop until stop()."""
-        await asyncio.gather(
+        self._loops = asyncio.gather(
             self.subscriber.run(lambda: self._stopping),
             self._tick_loop(),
             self._presence_loop(),
         )
+        try:
+            await self._loops
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
 
     def stop(self) -> None:
         self._stopping = True
+        if self._loops is not None:
+            self._loops.cancel()
 
     @property
     def connections(self) -> int:
@@ -89,6 +97,12 @@ class Hub:
     async def join(self, member: Member, name: str, since: int | None, epoch: str | None) -> None:
         """Add ``member`` to room ``name``; writes joined, any replay, then presence."""
         room = await self._room(name)
+        # The replica may not know yet that the room's history was lost (no message
+        # since): confirm the epoch so a stale one is never handed out.
+        epoch_now, _ = await self.broker.meta(name)
+        if epoch_now != room.epoch and not room.filling:
+            self._reset(room, epoch_now)
+            self._start_fill(room)
         recovered, replay = False, []
         if since is not None and epoch == room.epoch:
             recovered, replay = await self._replay(room, since)
