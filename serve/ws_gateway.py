@@ -85,6 +85,7 @@ class Gateway:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._hub_task: asyncio.Task | None = None
         self._thread = threading.Thread(target=self._thread_main, name="fandom-ws", daemon=True)
 
     # --- control, from any thread -----------------------------------------------------
@@ -100,6 +101,8 @@ class Gateway:
         """Raise if this replica cannot serve (Serve's health check)."""
         if not self._thread.is_alive():
             raise Unavailable(f"chat gateway thread died: {self._error!r}")
+        if self._hub_task is not None and self._hub_task.done():
+            raise Unavailable("chat hub loops stopped; replica must restart")
         if self.hub is not None and not self.hub.subscriber.healthy and self.hub.rooms:
             raise Unavailable("chat gateway lost its Redis subscription")
 
@@ -156,7 +159,7 @@ class Gateway:
             server_header=None,
             close_timeout=5,            # then a peer that never answers our close is cut
         )
-        hub_task = asyncio.create_task(self.hub.run())
+        hub_task = self._hub_task = asyncio.create_task(self.hub.run())
         beat_task = asyncio.create_task(self._heartbeat(redis))
         self._ready.set()
         log.info("chat replica %s listening on ws://%s:%d%s", self.replica_id, s.host,

@@ -181,7 +181,10 @@ class Hub:
             await asyncio.sleep(self.tick_s)
             dirty, self.dirty = self.dirty, set()
             for room in dirty:
-                self._flush(room)
+                try:
+                    self._flush(room)
+                except Exception:  # one bad room must not stop every room's fan-out
+                    log.exception("flushing room %s failed", room.name)
 
     # --- ordering: live publications and gap fills -----------------------------------
 
@@ -293,10 +296,16 @@ class Hub:
         fut.set_result(room)
         return room
 
-    async def _close_room(self, room: Room) -> None:
+    def _close_room(self, room: Room) -> None:
+        # Forget the room now, synchronously: a join arriving while we unsubscribe
+        # opens a fresh room after the unsubscribe instead of joining a dying one.
         self.rooms.pop(room.name, None)
         self._presence.pop(room.name, None)
+        self._behind.pop(room.name, None)
         done = self._closing[room.name] = asyncio.get_running_loop().create_future()
+        self._spawn(self._unsubscribe(room, done))
+
+    async def _unsubscribe(self, room: Room, done: asyncio.Future) -> None:
         try:
             await self.subscriber.unsubscribe(room.name)
             await self.broker.redis.hdel(keys.room_presence(room.name), self.replica_id)
@@ -325,7 +334,7 @@ class Hub:
             empty_rounds[room.name] = empty_rounds.get(room.name, 0) + 1 if not room.members else 0
             if empty_rounds[room.name] > 2:
                 del empty_rounds[room.name]
-                self._spawn(self._close_room(room))
+                self._close_room(room)
         now_ms = int(self.clock() * 1000)
         stale_ms = now_ms - int(3 * self.presence_interval_s * 1000)
         async with self.broker.redis.pipeline(transaction=False) as p:
