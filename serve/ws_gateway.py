@@ -11,6 +11,7 @@ and graceful drain (serve/chat_deployment.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http
 import json
 import logging
@@ -78,6 +79,7 @@ class Gateway:
         self.settings = settings
         self.replica_id = replica_id
         self.limits = Limits.from_settings(settings)
+        self._limits_json = json.dumps(dataclasses.asdict(self.limits), separators=(",", ":"))
         self.hub: Hub | None = None
         self.draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -218,10 +220,7 @@ class Gateway:
         conn = Conn(ws, self.settings.max_buffer_bytes)
         session = Session(claims, self.limits, time.time())
         hub.attach(conn)
-        hub.write(conn, protocol.welcome(claims.user, self.replica_id, {
-            "max_text_len": self.limits.max_text_len, "max_frame_bytes": self.limits.max_frame_bytes,
-            "rate_per_s": self.limits.rate_per_s, "rate_burst": self.limits.rate_burst,
-            "max_rooms": self.limits.max_rooms}))
+        hub.write(conn, protocol.welcome(claims.user, self.replica_id, self._limits_json))
         try:
             async for frame in ws:
                 for action in session.receive(frame, time.time()):

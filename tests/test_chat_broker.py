@@ -87,10 +87,16 @@ class Sink:
     def __init__(self, accept=True):
         self.frames, self.accept, self.killed = [], accept, None
 
-    def push(self, frame: bytes) -> bool:
-        # Strip the 2/4/10-byte RFC 6455 header to get the JSON back.
-        n = frame[1] & 0x7F
-        self.frames.append(json.loads(frame[2 if n < 126 else 4 if n == 126 else 10:]))
+    def push(self, data: bytes) -> bool:
+        # One push may carry several complete RFC 6455 text frames back to back.
+        while data:
+            n, at = data[1] & 0x7F, 2
+            if n == 126:
+                n, at = int.from_bytes(data[2:4], "big"), 4
+            elif n == 127:
+                n, at = int.from_bytes(data[2:10], "big"), 10
+            self.frames.append(json.loads(data[at:at + n]))
+            data = data[at + n:]
         return self.accept
 
     def kill(self, code, reason):

@@ -64,3 +64,41 @@ def test_configuration_doc_lists_every_setting():
     doc = (ROOT / "docs" / "configuration.md").read_text()
     for name, _, _ in settings_table():
         assert f"`{name}`" in doc, f"{name} missing from docs/configuration.md"
+
+
+def _forge(header: dict, payload: dict, secret: str | None) -> str:
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def enc(obj):
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    signing = f"{enc(header)}.{enc(payload)}"
+    sig = b"" if secret is None else hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
+    return f"{signing}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize("header,payload,secret,why", [
+    ({"alg": "none"}, {"sub": "a", "exp": 2e9}, None, "signature"),
+    ({"alg": "HS512"}, {"sub": "a", "exp": 2e9}, "k" * 32, "alg must be HS256"),
+    ({"alg": "HS256"}, {"sub": "a"}, "k" * 32, "exp"),
+    ({"alg": "HS256"}, {"exp": 2e9}, "k" * 32, "sub"),
+    ({"alg": "HS256"}, {"sub": "a", "exp": 2e9, "role": "admin"}, "k" * 32, "role"),
+    ({"alg": "HS256"}, {"sub": "a", "exp": 2e9, "rooms": "$vip"}, "k" * 32, "rooms"),
+    ({"alg": "HS256"}, {"sub": "a", "exp": True}, "k" * 32, "exp"),
+])
+def test_verifier_refuses_what_it_must(header, payload, secret, why):
+    with pytest.raises(AuthError, match=why):
+        tokens.verify("k" * 32, _forge(header, payload, secret), now=1000)
+
+
+def test_verifier_accepts_tokens_from_other_hs256_libraries():
+    import jwt
+
+    t = jwt.encode({"sub": "bob", "exp": 2000, "rooms": ["$a"]}, "k" * 32, algorithm="HS256")
+    assert tokens.verify("k" * 32, t, now=1000).rooms == frozenset({"$a"})
+    for garbage in ["a.b", "a.b.c.d", "!!.??.%%", t[:-3] + "xyz"]:
+        with pytest.raises(AuthError):
+            tokens.verify("k" * 32, garbage, now=1000)

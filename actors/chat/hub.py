@@ -29,6 +29,7 @@ log = logging.getLogger("fandom.chat.hub")
 
 REPLAY_CHUNK = 500          # messages per frame when replaying history on join
 CATCH_UP_WAIT_S = 2.0       # a fan may resume from an offset another replica already sent
+EPOCH_CHECK_S = 1.0         # how stale a room's epoch may be when handed to a joining fan
 
 
 class Member(Protocol):
@@ -53,7 +54,8 @@ class Hub:
         self._opening: dict[str, asyncio.Future] = {}
         self._closing: dict[str, asyncio.Future] = {}
         self._presence: dict[str, tuple[int, int]] = {}  # room -> (others' count, our last report)
-        self._behind: dict[str, int] = {}  # room -> presence rounds its cursor trailed Redis
+        self._behind: dict[str, int] = {}
+        self._epoch_checked: dict[str, float] = {}  # room -> when its epoch was last confirmed  # room -> presence rounds its cursor trailed Redis
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._loops: asyncio.Future | None = None
@@ -98,11 +100,15 @@ class Hub:
         """Add ``member`` to room ``name``; writes joined, any replay, then presence."""
         room = await self._room(name)
         # The replica may not know yet that the room's history was lost (no message
-        # since): confirm the epoch so a stale one is never handed out.
-        epoch_now, _ = await self.broker.meta(name)
-        if epoch_now != room.epoch and not room.filling:
-            self._reset(room, epoch_now)
-            self._start_fill(room)
+        # since): confirm the epoch before handing it out — at most once per
+        # EPOCH_CHECK_S per room, so 10,000 fans joining at doors open cost one read.
+        now = self.clock()
+        if now - self._epoch_checked.get(name, 0.0) >= EPOCH_CHECK_S:
+            self._epoch_checked[name] = now
+            epoch_now, _ = await self.broker.meta(name)
+            if epoch_now != room.epoch and not room.filling:
+                self._reset(room, epoch_now)
+                self._start_fill(room)
         recovered, replay = False, []
         if since is not None and epoch == room.epoch:
             recovered, replay = await self._replay(room, since)
@@ -118,8 +124,9 @@ class Hub:
                    for i in range(0, len(replay), REPLAY_CHUNK)]
         others, _ = self._presence.get(name, (0, 0))
         frames.append(protocol.presence(name, others + len(room.members)))
-        for f in frames:
-            self.write(member, f)
+        # One write (one syscall) for the whole answer.
+        if not member.push(b"".join(text_frame(f.encode()) for f in frames)):
+            self._drop_slow([member])
 
     async def _replay(self, room: Room, since: int) -> tuple[bool, list[tuple[int, str]]]:
         """(covered, messages since..cursor) from history; False if history lost them."""
@@ -302,6 +309,7 @@ class Hub:
         self.rooms.pop(room.name, None)
         self._presence.pop(room.name, None)
         self._behind.pop(room.name, None)
+        self._epoch_checked.pop(room.name, None)
         done = self._closing[room.name] = asyncio.get_running_loop().create_future()
         self._spawn(self._unsubscribe(room, done))
 
