@@ -46,3 +46,21 @@ CHAT_REPLICAS = "chat:replicas"
 
 CHAT_REPLICA_TTL_S = 15
 """A chat replica whose heartbeat is older than this is considered gone."""
+
+
+# --- transcoding jobs (jobs/store.py) ------------------------------------------------
+# A job's keys share the hash tag {<id>} so a Lua transition touching record and
+# progress stays legal on Redis Cluster.
+
+def job(job_id: str) -> str:
+    """String: the job record as JSON (jobs.model.JobRecord)."""
+    return f"job:{{{job_id}}}"
+
+
+def job_tasks(job_id: str) -> str:
+    """Hash task name -> JSON {pid, node, progress}: what each running task reports."""
+    return f"job:{{{job_id}}}:tasks"
+
+
+JOBS_INDEX = "jobs:index"
+"""Sorted set job id -> created unix time: every job, for listing (pruned as records expire)."""

@@ -87,6 +87,42 @@ class Settings:
         "FANDOM_DRAIN_TIMEOUT_S", 10.0,
         "On replica shutdown, how long fans get (close 1012) before sockets are cut.")
 
+    # --- transcoding job pool (jobs/, serve/jobs_routes.py, docs/transcoding.md) ----
+    media_dir: str = _env(
+        "FANDOM_MEDIA_DIR", "",
+        "Where ladders published under a plain name go, served at /media/. Empty: "
+        "<FANDOM_DATA_DIR>/media. A local directory (the API serves only local files).")
+    ladders_dir: str = _env(
+        "FANDOM_LADDERS_DIR", "",
+        "Directory of custom ladder files (<name>.yaml|.yml|.json) usable by name. "
+        "Empty: <FANDOM_DATA_DIR>/ladders.")
+    ffmpeg: str = _env(
+        "FANDOM_FFMPEG", "",
+        "ffmpeg binary. Empty: `ffmpeg` on PATH, else the one in the imageio-ffmpeg wheel.")
+    transcode_preset: str = _env(
+        "FANDOM_TRANSCODE_PRESET", "veryfast", "libx264 speed preset of every rendition.")
+    transcode_chunk_s: float = _env(
+        "FANDOM_TRANSCODE_CHUNK_S", 60.0,
+        "Sources longer than this are cut into GOP-aligned chunks of about this many "
+        "seconds, encoded in parallel and stitched. 0: never chunk.")
+    transcode_split: str = _env(
+        "FANDOM_TRANSCODE_SPLIT", "chunk",
+        "Encode task granularity: 'chunk' (one task per time chunk encodes every rung "
+        "from one decode) or 'rendition' (one task per rung per chunk; decodes the "
+        "source once per rung, more parallelism across nodes).")
+    transcode_max_jobs: int = _env(
+        "FANDOM_TRANSCODE_MAX_JOBS", 2, "Jobs the pool runs at once; later ones wait as queued.")
+    transcode_encode_cpus: float = _env(
+        "FANDOM_TRANSCODE_ENCODE_CPUS", 1.0,
+        "Logical CPUs Ray reserves per encode task (ffmpeg itself uses every core it gets).")
+    transcode_retries: int = _env(
+        "FANDOM_TRANSCODE_RETRIES", 3, "Ray retries of a transcoding task whose worker died.")
+    transcode_scratch_dir: str = _env(
+        "FANDOM_TRANSCODE_SCRATCH_DIR", "",
+        "Node-local scratch space for intermediate files. Empty: the system temp dir.")
+    job_ttl_s: int = _env(
+        "FANDOM_JOB_TTL_S", 30 * 86400, "How long finished job records are kept in Redis.")
+
     def __post_init__(self) -> None:
         problems = []
         for name in ("http_port", "ws_port"):
@@ -102,6 +138,12 @@ class Settings:
             problems.append("FANDOM_DEDUP_TTL_S must be at least 300 (the protocol promises 5 min)")
         if self.rate_per_s <= 0:
             problems.append("FANDOM_RATE_PER_S must be positive")
+        if self.transcode_split not in ("chunk", "rendition"):
+            problems.append("FANDOM_TRANSCODE_SPLIT must be 'chunk' or 'rendition'")
+        if self.transcode_chunk_s < 0:
+            problems.append("FANDOM_TRANSCODE_CHUNK_S must be >= 0 (0 disables chunking)")
+        if self.transcode_max_jobs < 1 or self.transcode_retries < 0:
+            problems.append("FANDOM_TRANSCODE_MAX_JOBS must be >= 1 and FANDOM_TRANSCODE_RETRIES >= 0")
         if problems:
             raise ConfigError("; ".join(problems))
 
