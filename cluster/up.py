@@ -109,7 +109,7 @@ def wait_running(timeout_s: float) -> None:
 
 # Long-lived actors started after the Serve apps, each as "module:function(settings)".
 # Each function must be idempotent (get-or-create a detached named actor).
-SERVICES: list[str] = []
+SERVICES: list[str] = ["jobs.pool:start"]
 
 
 def start_services(settings: Settings) -> None:
