@@ -36,6 +36,7 @@ ERROR_CODES = {
     "invalid_ladder": "the ladder file or inline ladder is malformed",
     "invalid_output": "the output name is not a safe relative name, path or URI",
     "output_not_writable": "the output location cannot be created or written",
+    "storage_error": "a pyarrow.fs URI could not be opened (bad URI, credentials, network)",
     "encode_failed": "ffmpeg failed for a reason not listed above (message has its words)",
     "package_failed": "the encoded output could not be cut into CMAF segments (a bug)",
     "worker_died": "a worker died more times than FANDOM_TRANSCODE_RETRIES allows",
@@ -54,6 +55,7 @@ class JobSpec:
     ladder: dict[str, Any]      # Ladder.to_json() of the resolved ladder
     public_path: str | None = None  # path under the media root, when served at /media/
     split: str | None = None    # override of FANDOM_TRANSCODE_SPLIT
+    chunk_s: float | None = None  # override of FANDOM_TRANSCODE_CHUNK_S
 
 
 @dataclass

@@ -65,6 +65,9 @@ class TranscodePool:
         self.store = JobStore(aredis.from_url(self.settings.redis_url), ttl_s=self.settings.job_ttl_s)
         self.slots: asyncio.Semaphore | None = None
         self.jobs: dict[str, asyncio.Task] = {}
+        # After a restart nobody may call us for a while: queue our own ready() so the
+        # jobs a previous incarnation left behind resume right away.
+        ray.get_runtime_context().current_actor.ready.remote()
 
     async def ready(self) -> bool:
         """Resume jobs a previous incarnation left unfinished (first call only)."""
@@ -151,7 +154,8 @@ class TranscodePool:
         rends = renditions(ladder, require_video(info, os.path.basename(spec.source)))
         fps = rends[0].fps
         segment_frames = rends[0].gop_frames * (ladder.segment_s // ladder.keyframe_s)
-        chunk_list = plan.chunks(info.duration_s, fps, segment_frames, s.transcode_chunk_s)
+        chunk_s = s.transcode_chunk_s if spec.chunk_s is None else spec.chunk_s
+        chunk_list = plan.chunks(info.duration_s, fps, segment_frames, chunk_s)
         tasks = plan.encode_tasks(rends, chunk_list, spec.split or s.transcode_split, info.duration_s)
         weights = plan.weights(tasks, rends, info.has_audio)
         by_name = {r.name: r for r in rends}
@@ -179,6 +183,7 @@ class TranscodePool:
         videos = [(Media.from_json(done[r.name]), r) for r in rends]
         audio = Media.from_json(done[plan.AUDIO_TASK]) if info.has_audio else None
         summary = outputs.summary(videos, audio, info.to_json())
+        summary["plan"] = {"chunks": len(chunk_list), "encode_tasks": [t.name for t in tasks]}
         files = outputs.manifests(videos, audio, summary)
         await asyncio.to_thread(lambda: [storage.write(staging, p, t.encode()) for p, t in files.items()])
         return summary

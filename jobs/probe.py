@@ -112,7 +112,7 @@ def _rotation(following: list[str]) -> float | None:
 def _last_error_line(text: str) -> str:
     for line in reversed(text.strip().splitlines()):
         line = re.sub(r"^\[[^\]]*\]\s*", "", line.strip())
-        if line and not line.startswith(("At least one output", "Error opening input file")):
+        if line and not line.startswith(("At least one output", "Error opening input")):
             return line
     return "no output"
 

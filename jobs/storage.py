@@ -35,7 +35,7 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
         try:
             return pafs.FileSystem.from_uri(location)
         except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
-            raise MediaError(f"cannot open {location}: {e}", code="invalid_output") from None
+            raise MediaError(f"cannot open {location}: {e}", code="storage_error") from None
     if location.startswith("file://"):
         location = location[len("file://"):]
     return pafs.LocalFileSystem(), os.path.abspath(location)
@@ -46,13 +46,13 @@ def output_location(output: str, media_dir: str) -> tuple[str, str | None]:
 
     A plain relative name (``concert-42`` or ``tours/2026/berlin``) lives under the media
     root and is served at /media/<name>/; an absolute path or URI is used as given."""
-    if is_uri(output) or output.startswith(("/", "file://")):
-        fs, path = resolve(output)
-        if isinstance(fs, pafs.LocalFileSystem):
-            root = os.path.abspath(media_dir)
-            inside = os.path.commonpath([root, path]) == root and path != root
-            return path, os.path.relpath(path, root) if inside else None
-        return output, None
+    if is_uri(output):
+        return output, None  # resolved (and reached) only when written
+    if output.startswith(("/", "file://")):
+        path = resolve(output)[1]
+        root = os.path.abspath(media_dir)
+        inside = os.path.commonpath([root, path]) == root and path != root
+        return path, os.path.relpath(path, root) if inside else None
     name = output.strip("/")
     if not _SAFE_NAME.match(name) or any(p in ("..", ".") for p in name.split("/")):
         raise MediaError(f"output {output!r}: use a name of A-Z a-z 0-9 _ . - (folders with /), "

@@ -27,16 +27,18 @@ def ladders_dir(settings: Settings) -> str:
 
 
 def prepare(settings: Settings, *, source: str, output: str, ladder: str | dict | None = None,
-            split: str | None = None, user: str = "") -> JobRecord:
+            split: str | None = None, chunk_s: float | None = None, user: str = "") -> JobRecord:
     """A queued JobRecord for a valid request; MediaError (422, with a code) otherwise."""
     if split not in (None, "chunk", "rendition"):
         raise MediaError("split must be 'chunk' or 'rendition'", code="invalid_split")
+    if chunk_s is not None and chunk_s < 0:
+        raise MediaError("chunk_s must be >= 0 (0: never chunk)", code="invalid_chunk_s")
     resolved = resolve_ladder(ladder, ladders_dir(settings))
     storage.check_source(source)
     location, public = storage.output_location(output, media_dir(settings))
     storage.check_output(location)
     spec = JobSpec(source=source, output=location, ladder=resolved.to_json(), public_path=public,
-                   split=split)
+                   split=split, chunk_s=chunk_s)
     return JobRecord(id=new_job_id(), spec=spec, submitted_by=user)
 
 

@@ -47,6 +47,8 @@ class JobRequest(BaseModel):
         "or an inline ladder; default: 'default'")
     split: Literal["chunk", "rendition"] | None = Field(
         None, description="override FANDOM_TRANSCODE_SPLIT for this job")
+    chunk_s: float | None = Field(
+        None, ge=0, description="override FANDOM_TRANSCODE_CHUNK_S for this job (0: no chunks)")
 
 
 class JobError(BaseModel):
@@ -100,7 +102,7 @@ async def submit_job(body: JobRequest, request: Request, state: ApiState = Depen
     ladder = body.ladder.model_dump(exclude_none=True) if isinstance(body.ladder, InlineLadder) else body.ladder
     record = await asyncio.to_thread(
         submitting.prepare, state.settings, source=body.source, output=body.output,
-        ladder=ladder, split=body.split, user=claims.user)
+        ladder=ladder, split=body.split, chunk_s=body.chunk_s, user=claims.user)
     await submitting.submit(state.settings, _store(state), record)
     return record.public(_base(state, request))
 

@@ -30,6 +30,7 @@ def register(sub) -> None:
     s.add_argument("output", help="name under the media root, absolute path, or URI")
     s.add_argument("--ladder")
     s.add_argument("--split", choices=["chunk", "rendition"])
+    s.add_argument("--chunk-s", type=float)
     s.add_argument("--wait", action="store_true", help="poll until the job ends")
     ls = verbs.add_parser("list", help="jobs, newest first")
     ls.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
@@ -64,7 +65,8 @@ def run(args) -> int:
     settings = Settings.from_env()
     with client(settings, args.url) as http:
         if args.verb == "submit":
-            body = {"source": args.source, "output": args.output, "ladder": args.ladder, "split": args.split}
+            body = {"source": args.source, "output": args.output, "ladder": args.ladder, "split": args.split,
+                    "chunk_s": args.chunk_s}
             job = _call(http, "POST", "/api/jobs", json={k: v for k, v in body.items() if v is not None})
         elif args.verb == "list":
             params = {"limit": args.limit, **({"status": args.status} if args.status else {})}

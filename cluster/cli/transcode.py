@@ -28,6 +28,8 @@ def register(sub) -> None:
                    "or a name in FANDOM_LADDERS_DIR")
     p.add_argument("--split", choices=["chunk", "rendition"],
                    help="encode task granularity (default FANDOM_TRANSCODE_SPLIT)")
+    p.add_argument("--chunk-s", type=float,
+                   help="chunk length in seconds (default FANDOM_TRANSCODE_CHUNK_S; 0: no chunks)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the result")
     p.set_defaults(func=run)
 
@@ -36,7 +38,8 @@ def run(args) -> int:
     settings = Settings.from_env()
     out = args.out if "://" in args.out else os.path.abspath(args.out)
     bar = _bar if sys.stderr.isatty() and not args.json else None
-    rec = transcode(settings, args.source, out, ladder=args.ladder, split=args.split, on_progress=bar)
+    rec = transcode(settings, args.source, out, ladder=args.ladder, split=args.split,
+                    chunk_s=args.chunk_s, on_progress=bar)
     if bar:
         print(file=sys.stderr)
     view = summary(rec)
@@ -55,7 +58,8 @@ def run(args) -> int:
 
 
 def transcode(settings: Settings, source: str, out: str, *, ladder: str | dict | None = None,
-              split: str | None = None, on_progress: Callable[[JobRecord], None] | None = None) -> JobRecord:
+              split: str | None = None, chunk_s: float | None = None,
+              on_progress: Callable[[JobRecord], None] | None = None) -> JobRecord:
     """Run one job to its end on the cluster; returns the final record. Shared with bench/."""
     from cluster.up import resolve_redis, start_ray
 
@@ -63,7 +67,7 @@ def transcode(settings: Settings, source: str, out: str, *, ladder: str | dict |
     started = False
     try:
         started = start_ray(settings)
-        return asyncio.run(_run(settings, source, out, ladder, split, on_progress))
+        return asyncio.run(_run(settings, source, out, ladder, split, chunk_s, on_progress))
     finally:
         if started:
             import ray
@@ -73,7 +77,7 @@ def transcode(settings: Settings, source: str, out: str, *, ladder: str | dict |
             embedded.stop()
 
 
-async def _run(settings, source, out, ladder, split, on_progress) -> JobRecord:
+async def _run(settings, source, out, ladder, split, chunk_s, on_progress) -> JobRecord:
     import redis.asyncio as aredis
 
     from jobs import submit as submitting
@@ -82,6 +86,7 @@ async def _run(settings, source, out, ladder, split, on_progress) -> JobRecord:
     store = JobStore(aredis.from_url(settings.redis_url), ttl_s=settings.job_ttl_s)
     try:
         record = submitting.prepare(settings, source=source, output=out, ladder=ladder, split=split,
+                                    chunk_s=chunk_s,
                                     user=os.environ.get("USER", "cli"))
         await submitting.submit(settings, store, record)
         while True:
