@@ -43,6 +43,7 @@ RAY_NAMESPACE = "fandom"
 # they never hold back an encode on a small node.
 LIGHT_CPUS = 0.25
 PROGRESS_TICK_S = 1.0
+CANCEL_SETTLE_S = 30.0
 
 
 def get_pool(settings: Settings):
@@ -138,6 +139,10 @@ class TranscodePool:
                      error: dict | None) -> None:
         for ref in refs:
             ray.cancel(ref, recursive=True)  # ffmpeg is killed by the task's own handler
+        if refs:
+            # Let cancelled tasks settle first, or a packaging task caught mid-write could
+            # recreate the staging prefix right after we deleted it.
+            await asyncio.wait([asyncio.wrap_future(r.future()) for r in refs], timeout=CANCEL_SETTLE_S)
         if staging:
             await asyncio.to_thread(storage.discard, staging)
         await self.store.update(job_id, {"status": status, "finished_at": time.time(), "error": error},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 
 class ProgressParser:
@@ -38,10 +38,3 @@ def overall(weights: Mapping[str, float], fractions: Mapping[str, float]) -> flo
         return 0.0
     done = sum(w * min(1.0, max(0.0, fractions.get(name, 0.0))) for name, w in weights.items())
     return min(1.0, done / total)
-
-
-def parse_lines(lines: Iterable[str], expected_s: float) -> float:
-    p = ProgressParser(expected_s)
-    for line in lines:
-        p.feed(line)
-    return p.fraction
