@@ -120,7 +120,15 @@ class TranscodePool:
                         "runs": rec.runs + 1, "error": None},
                         allowed=(JobStatus.QUEUED, JobStatus.RUNNING)):
                     return
-                staging = await asyncio.to_thread(storage.prepare_staging, rec.spec.output, job_id)
+                run = rec.runs + 1
+                await self.store.reset_tasks(job_id)
+                # A run of our own previous incarnation may have left staging (and even a
+                # straggling task writing to it): each run stages under its own name.
+                for old in range(1, run):
+                    await asyncio.to_thread(storage.discard, storage.staging_location(
+                        rec.spec.output, f"{job_id}-r{old}"))
+                staging = await asyncio.to_thread(storage.prepare_staging, rec.spec.output,
+                                                  f"{job_id}-r{run}")
                 result = await self._execute(rec, staging, refs)
                 await asyncio.to_thread(storage.publish, staging, rec.spec.output)
                 staging = None

@@ -86,6 +86,9 @@ class JobStore:
             await self.redis.expire(keys.job_tasks(job_id), 3600)
         return done == 1
 
+    async def reset_tasks(self, job_id: str) -> None:
+        await self.redis.delete(keys.job_tasks(job_id))
+
     async def task_reports(self, job_id: str) -> dict[str, dict]:
         raw = await self.redis.hgetall(keys.job_tasks(job_id))
         return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}

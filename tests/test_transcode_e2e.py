@@ -262,6 +262,24 @@ def test_job_survives_the_api_replica_restarting(stack, sources, unique):
     assert job.json()["status"] == "succeeded", job.json()["error"]
 
 
+def test_pool_actor_restart_resumes_its_jobs(stack, sources, unique):
+    import ray
+
+    from jobs.pool import POOL_NAME, RAY_NAMESPACE
+
+    r = submit(stack, {"source": sources["long1080"], "output": f"pool-restart-{unique}",
+                       "ladder": {"rungs": [{"height": 360, "video_kbps": 700}]}})
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while httpx.get(f"{stack.http}/api/jobs/{job_id}", headers=stack.auth(), timeout=10).json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    ray.kill(ray.get_actor(POOL_NAME, namespace=RAY_NAMESPACE), no_restart=False)
+    job = wait_job(stack, job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["runs"] == 2  # the restarted pool picked it up from Redis and ran it again
+
+
 def test_cli_transcode_json_and_jobs_commands(stack, sources, tmp_path, monkeypatch, capsys):
     from cluster.cli import main
 
