@@ -94,7 +94,7 @@ class Settings:
         "<FANDOM_DATA_DIR>/media. A local directory (the API serves only local files).")
     ladders_dir: str = _env(
         "FANDOM_LADDERS_DIR", "",
-        "Directory of custom ladder files (<name>.yaml|.yml|.json) usable by name. "
+        "Directory of custom ladder files (<name>.yaml, .yml or .json) usable by name. "
         "Empty: <FANDOM_DATA_DIR>/ladders.")
     ffmpeg: str = _env(
         "FANDOM_FFMPEG", "",

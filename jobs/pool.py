@@ -18,10 +18,10 @@ import time
 from typing import Any
 
 import ray
-import redis.asyncio as aredis
 from ray.exceptions import RayError, RayTaskError, TaskCancelledError, WorkerCrashedError
 
 from cluster.errors import FandomError, MediaError
+from cluster.redis_conn import async_client
 from cluster.settings import Settings
 from jobs import outputs, plan, progress, storage
 from jobs import ffmpeg as ff
@@ -63,7 +63,8 @@ class TranscodePool:
     def __init__(self, env: dict[str, str]):
         self.settings = Settings.from_env({**os.environ, **env})
         self.ffmpeg = ff.ffmpeg_binary(self.settings.ffmpeg)
-        self.store = JobStore(aredis.from_url(self.settings.redis_url), ttl_s=self.settings.job_ttl_s)
+        self.store = JobStore(async_client(self.settings.redis_url, name="fandom-transcode-pool"),
+                              ttl_s=self.settings.job_ttl_s)
         self.slots: asyncio.Semaphore | None = None
         self.jobs: dict[str, asyncio.Task] = {}
         # After a restart nobody may call us for a while: queue our own ready() so the

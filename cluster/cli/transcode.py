@@ -78,12 +78,11 @@ def transcode(settings: Settings, source: str, out: str, *, ladder: str | dict |
 
 
 async def _run(settings, source, out, ladder, split, chunk_s, on_progress) -> JobRecord:
-    import redis.asyncio as aredis
-
+    from cluster.redis_conn import async_client
     from jobs import submit as submitting
     from jobs.store import JobStore
 
-    store = JobStore(aredis.from_url(settings.redis_url), ttl_s=settings.job_ttl_s)
+    store = JobStore(async_client(settings.redis_url, name="fandom-cli"), ttl_s=settings.job_ttl_s)
     try:
         record = submitting.prepare(settings, source=source, output=out, ladder=ladder, split=split,
                                     chunk_s=chunk_s,
