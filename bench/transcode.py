@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -27,8 +28,18 @@ from cluster.settings import Settings  # noqa: E402
 from cluster.up import resolve_redis, start_ray  # noqa: E402
 from jobs.ffmpeg import ffmpeg_binary  # noqa: E402
 
+# Ray starts workers at niceness 15 (RAY_worker_niceness) so its raylet stays responsive;
+# ffmpeg inherits it. On a shared machine an anchor at niceness 0 would simply win the CPU
+# from the pool, so by default the anchor runs at the same niceness (--anchor-nice 0 for
+# the plain-shell figure). On an idle machine the two are the same.
+RAY_WORKER_NICE = int(os.environ.get("RAY_worker_niceness", "15"))
 RUNGS = [(1920, 1080, 6000), (1280, 720, 3000), (960, 540, 2000), (640, 360, 730)]
 TARGET_RATIO = 1.10
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def make_source(path: str, seconds: int, size: str = "1920x1080") -> None:
@@ -62,15 +73,17 @@ def anchor_command(source: str, out: str) -> list[str]:
     return cmd
 
 
-def run_anchor(source: str, out: str) -> dict:
+def run_anchor(source: str, out: str, nice: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     cmd = anchor_command(source, out)
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, preexec_fn=lambda: os.nice(nice))
     wall = time.perf_counter() - t0
     master = open(os.path.join(out, "master.m3u8")).read()
-    return {"wall_s": round(wall, 2), "variants": master.count("#EXT-X-STREAM-INF"),
+    return {"wall_s": round(wall, 2), "cpu_s": round(_children_cpu() - cpu0, 2), "nice": nice,
+            "variants": master.count("#EXT-X-STREAM-INF"),
             "has_frame_rate": "FRAME-RATE=" in master, "has_average_bandwidth": "AVERAGE-BANDWIDTH=" in master,
             "has_iframe_playlists": "#EXT-X-I-FRAME-STREAM-INF" in master,
             "has_dash": False}
@@ -85,6 +98,7 @@ def run_pool(settings: Settings, source: str, out: str, split: str) -> dict:
     view = summary(rec)
     master = open(view["master"]).read()
     return {"wall_s": round(wall, 2), "job_s": round(rec.finished_at - rec.created_at, 2),
+            "cpu_s": rec.result["plan"]["cpu_s"], "nice": RAY_WORKER_NICE,
             "split": split, "plan": rec.result["plan"],
             "variants": master.count("#EXT-X-STREAM-INF"), "has_frame_rate": "FRAME-RATE=" in master,
             "has_average_bandwidth": "AVERAGE-BANDWIDTH=" in master,
@@ -94,11 +108,29 @@ def run_pool(settings: Settings, source: str, out: str, split: str) -> dict:
                            for r in view["renditions"]]}
 
 
+def _start_ray_patiently(settings: Settings, attempts: int = 4) -> None:
+    """ray.init, retried: on a loaded 2-core box the raylet can miss Ray's fixed 30 s
+    registration deadline (seen here at load average 15+)."""
+    import ray
+
+    for attempt in range(attempts):
+        try:
+            start_ray(settings)
+            return
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this
+            if "timed out during startup" not in str(e) or attempt == attempts - 1:
+                raise
+            ray.shutdown()
+            print(f"ray.init timed out (machine loaded); retrying ({e})", file=sys.stderr)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", help="1080p clip (default: a generated 30 s 1080p30 clip)")
     p.add_argument("--splits", default="chunk", help="pool modes to time, comma-separated")
     p.add_argument("--repeat", type=int, default=1, help="runs of each (medians reported)")
+    p.add_argument("--anchor-nice", type=int, default=RAY_WORKER_NICE,
+                   help="niceness of the anchor ffmpeg (default: that of Ray workers)")
     p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "fandom-bench-transcode"))
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
@@ -110,12 +142,12 @@ def main() -> None:
         make_source(warm, 2, size="640x360")
 
     settings, embedded = resolve_redis(Settings.from_env())
-    start_ray(settings)
+    _start_ray_patiently(settings)
     try:
         run_pool(settings, warm, os.path.join(args.workdir, "out-warm"), "chunk")  # start workers
         anchors, pools = [], {s: [] for s in args.splits.split(",")}
         for _ in range(args.repeat):
-            anchors.append(run_anchor(source, os.path.join(args.workdir, "out-anchor")))
+            anchors.append(run_anchor(source, os.path.join(args.workdir, "out-anchor"), args.anchor_nice))
             for split in pools:
                 pools[split].append(run_pool(settings, source, os.path.join(args.workdir, f"out-{split}"), split))
     finally:
@@ -132,6 +164,7 @@ def main() -> None:
         wall = statistics.median(r["wall_s"] for r in runs)
         result[f"pool_{split}"] = {**runs[-1], "wall_s": wall}
         result[f"ratio_{split}"] = round(wall / anchor_wall, 3)
+        result[f"cpu_ratio_{split}"] = round(runs[-1]["cpu_s"] / anchors[-1]["cpu_s"], 3)
     result["target_ratio"] = TARGET_RATIO
     result["ok"] = result.get("ratio_chunk", 99) <= TARGET_RATIO
     print(json.dumps(result))

@@ -197,7 +197,9 @@ class TranscodePool:
         videos = [(Media.from_json(done[r.name]), r) for r in rends]
         audio = Media.from_json(done[plan.AUDIO_TASK]) if info.has_audio else None
         summary = outputs.summary(videos, audio, info.to_json())
-        summary["plan"] = {"chunks": len(chunk_list), "encode_tasks": [t.name for t in tasks]}
+        cpu = sum(r.get("cpu_s", 0.0) for r in (await self.store.task_reports(rec.id)).values())
+        summary["plan"] = {"chunks": len(chunk_list), "encode_tasks": [t.name for t in tasks],
+                           "cpu_s": round(cpu, 2)}
         files = outputs.manifests(videos, audio, summary)
         await asyncio.to_thread(lambda: [storage.write(staging, p, t.encode()) for p, t in files.items()])
         return summary

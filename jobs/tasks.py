@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -40,25 +41,32 @@ class TaskConfig:
 
 
 class Reporter:
-    """Writes this task's progress, pid and node into keys.job_tasks (throttled)."""
+    """Writes this task's progress, pid and node into keys.job_tasks (throttled), and at
+    the end the CPU seconds its ffmpeg children used (the job's CPU cost, for ops)."""
 
     def __init__(self, cfg: TaskConfig, task: str):
+        self.cpu0 = _children_cpu()
         self.redis = redis.Redis.from_url(cfg.redis_url)
         self.key, self.task = keys.job_tasks(cfg.job_id), task
         self.node = ray.get_runtime_context().get_node_id()
         self.last = 0.0
         self(0.0, force=True)
 
-    def __call__(self, fraction: float, *, force: bool = False) -> None:
+    def __call__(self, fraction: float, *, force: bool = False, **extra) -> None:
         now = time.monotonic()
         if force or now - self.last >= REPORT_EVERY_S:
             self.last = now
             self.redis.hset(self.key, self.task, json.dumps(
-                {"progress": round(fraction, 4), "pid": os.getpid(), "node": self.node}))
+                {"progress": round(fraction, 4), "pid": os.getpid(), "node": self.node, **extra}))
 
     def close(self) -> None:
-        self(1.0, force=True)
+        self(1.0, force=True, cpu_s=round(_children_cpu() - self.cpu0, 2))
         self.redis.close()
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _workdir(cfg: TaskConfig, task: str) -> str:
