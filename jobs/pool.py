@@ -67,6 +67,7 @@ class TranscodePool:
                               ttl_s=self.settings.job_ttl_s)
         self.slots: asyncio.Semaphore | None = None
         self.jobs: dict[str, asyncio.Task] = {}
+        self.publishing: set[str] = set()
         # After a restart nobody may call us for a while: queue our own ready() so the
         # jobs a previous incarnation left behind resume right away.
         ray.get_runtime_context().current_actor.ready.remote()
@@ -87,7 +88,9 @@ class TranscodePool:
         """Stop a job's tasks, drop its staging, mark it cancelled; returns its record."""
         await self.ready()
         task = self.jobs.get(job_id)
-        if task is not None:
+        if task is not None and job_id in self.publishing:
+            await asyncio.gather(task, return_exceptions=True)  # too late: let it finish
+        elif task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         else:
@@ -131,6 +134,9 @@ class TranscodePool:
                 staging = await asyncio.to_thread(storage.prepare_staging, rec.spec.output,
                                                   f"{job_id}-r{run}")
                 result = await self._execute(rec, staging, refs)
+                # From here on a cancel waits for the end: a half-done rename must never
+                # be followed by deleting what it moved.
+                self.publishing.add(job_id)
                 await asyncio.to_thread(storage.publish, staging, rec.spec.output)
                 staging = None
                 await self.store.update(job_id, {
@@ -143,6 +149,8 @@ class TranscodePool:
             error = _as_error(e)
             log.warning("job %s failed: %s: %s", job_id, error.code, error.message)
             await self._abort(job_id, refs, staging, JobStatus.FAILED, error.to_json())
+        finally:
+            self.publishing.discard(job_id)
 
     async def _abort(self, job_id: str, refs: list, staging: str | None, status: JobStatus,
                      error: dict | None) -> None:
