@@ -83,12 +83,17 @@ def local_source(location: str, scratch: str, job_id: str) -> str:
     cache = Path(scratch) / f"src-{job_id}"
     cache.mkdir(parents=True, exist_ok=True)
     target = cache / ("source" + Path(path).suffix)
-    if not target.exists():  # one download per node per job; rename makes it atomic
-        tmp = cache / f".{uuid.uuid4().hex}"
-        with fs.open_input_stream(path) as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 8 << 20)
-        os.replace(tmp, target)
+    if not target.exists():  # one download per node per job
+        download(fs, path, str(target))
     return str(target)
+
+
+def download(fs: pafs.FileSystem, path: str, target: str) -> None:
+    """Copy a file out of ``fs``; the rename makes a half-done copy invisible."""
+    tmp = os.path.join(os.path.dirname(target), f".{uuid.uuid4().hex}")
+    with fs.open_input_stream(path) as src, open(tmp, "wb") as dst:
+        shutil.copyfileobj(src, dst, 8 << 20)
+    os.replace(tmp, target)
 
 
 def staging_location(output: str, job_id: str) -> str:
@@ -147,14 +152,23 @@ def publish(staging: str, output: str) -> None:
         if old:
             shutil.rmtree(old, ignore_errors=True)
         return
-    infos = [i for i in fs.get_file_info(pafs.FileSelector(src, recursive=True))
-             if i.type == pafs.FileType.File]
-    infos.sort(key=lambda i: posixpath.relpath(i.path, src) in TOP_LEVEL_LAST)
-    for info in infos:
-        target = posixpath.join(dst, posixpath.relpath(info.path, src))
+    publish_by_copy(fs, src, dst)
+
+
+def publish_by_copy(fs: pafs.FileSystem, src: str, dst: str) -> None:
+    """Object stores cannot rename a prefix: copy, top-level playlists last, then delete."""
+    rels = [posixpath.relpath(i.path, src) for i in fs.get_file_info(
+        pafs.FileSelector(src, recursive=True)) if i.type == pafs.FileType.File]
+    for rel in copy_order(rels):
+        target = posixpath.join(dst, rel)
         fs.create_dir(posixpath.dirname(target), recursive=True)
-        fs.copy_file(info.path, target)
+        fs.copy_file(posixpath.join(src, rel), target)
     fs.delete_dir(src)
+
+
+def copy_order(relpaths: list[str]) -> list[str]:
+    """Segments and rendition playlists first, the entry points (master, MPD) last."""
+    return sorted(relpaths, key=lambda rel: (rel in TOP_LEVEL_LAST, rel))
 
 
 def scratch_dir(configured: str) -> str:

@@ -103,6 +103,26 @@ def test_staging_publish_replaces_and_reports_unwritable(tmp_path):
     assert e.value.code == "source_not_found"
 
 
+def test_object_store_paths_copy_playlists_last(tmp_path):
+    """The non-local branch (S3 & co): exercised on a filesystem that is not LocalFileSystem."""
+    import pyarrow.fs as pafs
+
+    (tmp_path / "bucket").mkdir()
+    fs = pafs.SubTreeFileSystem(str(tmp_path / "bucket"), pafs.LocalFileSystem())
+    for rel in ("stage/720p/seg_00001.m4s", "stage/master.m3u8", "stage/manifest.mpd"):
+        fs.create_dir(os.path.dirname(rel), recursive=True)
+        with fs.open_output_stream(rel) as f:
+            f.write(rel.encode())
+    storage.publish_by_copy(fs, "stage", "show")
+    assert fs.get_file_info("stage").type == pafs.FileType.NotFound
+    assert sorted(p.name for p in tmp_path.joinpath("bucket/show").rglob("*.*")) == [
+        "manifest.mpd", "master.m3u8", "seg_00001.m4s"]
+    assert storage.copy_order(["master.m3u8", "720p/index.m3u8", "manifest.mpd", "720p/seg_00001.m4s"]) == [
+        "720p/index.m3u8", "720p/seg_00001.m4s", "manifest.mpd", "master.m3u8"]
+    storage.download(fs, "show/720p/seg_00001.m4s", str(tmp_path / "copy.m4s"))
+    assert (tmp_path / "copy.m4s").read_bytes() == b"stage/720p/seg_00001.m4s"
+
+
 async def test_job_store_transitions_race_safely(aredis_client):
     store = JobStore(aredis_client, ttl_s=60)
     spec = JobSpec("/s.mp4", "/o", DEFAULT_LADDER.to_json())
