@@ -59,8 +59,10 @@ class Reporter:
             self.redis.hset(self.key, self.task, json.dumps(
                 {"progress": round(fraction, 4), "pid": os.getpid(), "node": self.node, **extra}))
 
-    def close(self) -> None:
+    def done(self) -> None:
         self(1.0, force=True, cpu_s=round(_children_cpu() - self.cpu0, 2))
+
+    def close(self) -> None:
         self.redis.close()
 
 
@@ -97,9 +99,10 @@ def encode_video(cfg: TaskConfig, task: str, source: str, renditions: list[dict]
             raise MediaError(f"the source ends at {chunk.start_frame / rends[0].fps + reached:.1f} s "
                              f"but says it lasts longer; it looks truncated", code="source_truncated")
         blobs = tuple(open(p, "rb").read() for p in outputs)
-        report.close()
+        report.done()
         return blobs[0] if len(blobs) == 1 else blobs
     finally:
+        report.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -121,9 +124,10 @@ def package_video(cfg: TaskConfig, name: str, staging: str, segment_s: int, *chu
                what=f"stitching {name}")
         media = cmaf.split(stitched, name=name, target_s=segment_s,
                            write=lambda rel, data: storage.write(staging, f"{name}/{rel}", data))
-        report.close()
+        report.done()
         return media.to_json()
     finally:
+        report.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -140,7 +144,8 @@ def audio_rendition(cfg: TaskConfig, source: str, staging: str, kbps: int, segme
                what="encoding audio", expected_s=expected_s, on_progress=report)
         media = cmaf.split(out, name=AUDIO_TASK, target_s=segment_s,
                            write=lambda rel, data: storage.write(staging, f"{AUDIO_TASK}/{rel}", data))
-        report.close()
+        report.done()
         return media.to_json()
     finally:
+        report.close()
         shutil.rmtree(work, ignore_errors=True)
