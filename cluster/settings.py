@@ -123,6 +123,43 @@ class Settings:
     job_ttl_s: int = _env(
         "FANDOM_JOB_TTL_S", 30 * 86400, "How long finished job records are kept in Redis.")
 
+    # --- scheduled capacity (issue 5: cluster/capacity.py, actors/capacity_applier.py) ---
+    capacity_lead_s: float = _env(
+        "FANDOM_CAPACITY_LEAD_S", 1800.0,
+        "Seconds before a concert starts that its capacity is requested (cloud nodes "
+        "take minutes to boot; fans arrive early).")
+    capacity_hold_s: float = _env(
+        "FANDOM_CAPACITY_HOLD_S", 900.0,
+        "Seconds after a concert ends that its capacity is kept (encores, fans lingering).")
+    capacity_headroom: float = _env(
+        "FANDOM_CAPACITY_HEADROOM", 1.25,
+        "Multiplier on expected_audience when sizing chat replicas (>= 1).")
+    capacity_cpus_per_ladder: float = _env(
+        "FANDOM_CAPACITY_CPUS_PER_LADDER", 4.0,
+        "CPUs one live transcoding ladder needs; one bundle per ladder is requested.")
+    capacity_chat_resource: str = _env(
+        "FANDOM_CAPACITY_CHAT_RESOURCE", "fandom_chat",
+        "Custom Ray resource that chat node types carry (ray-cluster.yaml); chat bundles "
+        "ask for 1 of it so the autoscaler launches chat nodes.")
+    capacity_transcode_resource: str = _env(
+        "FANDOM_CAPACITY_TRANSCODE_RESOURCE", "fandom_transcode",
+        "Custom Ray resource that transcoding node types carry; one per live ladder.")
+    capacity_region: str = _env(
+        "FANDOM_CAPACITY_REGION", "",
+        "Plan only concerts of this region (plus those without one). Empty: all concerts.")
+    capacity_tick_s: float = _env(
+        "FANDOM_CAPACITY_TICK_S", 5.0,
+        "How often the capacity applier re-reads the calendar and re-plans (seconds).")
+    capacity_clock: str = _env(
+        "FANDOM_CAPACITY_CLOCK", "system",
+        "The applier's clock: 'system', or 'redis' to read the time from the Redis key "
+        "capacity:{plan}:clock (rehearsals and tests; never in production).")
+    chat_downscale_delay_s: float = _env(
+        "FANDOM_CHAT_DOWNSCALE_DELAY_S", 600.0,
+        "Chat replicas are removed only after connections stayed below their count this "
+        "long (removing a replica cuts its sockets). Also how long after a concert's "
+        "hold ends before its extra replicas (and then nodes) go.")
+
     def __post_init__(self) -> None:
         problems = []
         for name in ("http_port", "ws_port"):
@@ -144,8 +181,25 @@ class Settings:
             problems.append("FANDOM_TRANSCODE_CHUNK_S must be >= 0 (0 disables chunking)")
         if self.transcode_max_jobs < 1 or self.transcode_retries < 0:
             problems.append("FANDOM_TRANSCODE_MAX_JOBS must be >= 1 and FANDOM_TRANSCODE_RETRIES >= 0")
+        problems += self._capacity_problems()
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def _capacity_problems(self) -> list[str]:
+        out = []
+        for name in ("capacity_lead_s", "capacity_hold_s", "chat_downscale_delay_s"):
+            if getattr(self, name) < 0:
+                out.append(f"{_name(name)} must be >= 0")
+        if self.capacity_headroom < 1:
+            out.append("FANDOM_CAPACITY_HEADROOM must be >= 1")
+        if self.capacity_cpus_per_ladder <= 0 or self.capacity_tick_s <= 0:
+            out.append("FANDOM_CAPACITY_CPUS_PER_LADDER and FANDOM_CAPACITY_TICK_S must be positive")
+        if self.capacity_clock not in ("system", "redis"):
+            out.append("FANDOM_CAPACITY_CLOCK must be 'system' or 'redis'")
+        if not self.capacity_chat_resource or not self.capacity_transcode_resource:
+            out.append("FANDOM_CAPACITY_CHAT_RESOURCE and FANDOM_CAPACITY_TRANSCODE_RESOURCE "
+                       "must name custom resources")
+        return out
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -21,7 +21,7 @@ from cluster.errors import FandomError
 from cluster.redis_conn import async_client
 from cluster.settings import Settings
 from cluster.tokens import Claims
-from serve import jobs_routes, media_routes
+from serve import capacity_routes, jobs_routes, media_routes
 from serve.deps import ApiState, api_state, install, require_ops, require_user
 
 app = FastAPI(
@@ -31,7 +31,7 @@ app = FastAPI(
                 "a WebSocket protocol on its own port: see docs/protocol.md.",
 )
 
-ROUTERS: list = [jobs_routes.router, media_routes.router]  # feature routers, included below
+ROUTERS: list = [jobs_routes.router, media_routes.router, capacity_routes.router]  # feature routers, included below
 
 
 @app.exception_handler(FandomError)

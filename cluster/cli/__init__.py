@@ -10,7 +10,7 @@ from cluster.errors import FandomError
 
 # Areas, in the order `fandom --help` lists them. Each module has register(subparsers).
 COMMANDS = ["cluster.cli.up", "cluster.cli.token", "cluster.cli.config", "cluster.cli.transcode",
-            "cluster.cli.jobs"]
+            "cluster.cli.jobs", "cluster.cli.schedule", "cluster.cli.capacity"]
 
 
 def build_parser() -> argparse.ArgumentParser:
