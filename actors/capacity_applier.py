@@ -34,6 +34,7 @@ from cluster.capacity import CapacityModel, Plan, plan_at
 from cluster.capacity_store import CapacityStore
 from cluster.errors import FandomError
 from cluster.settings import Settings
+from serve.deploy import chat_state, set_chat_floor
 
 log = logging.getLogger("fandom.capacity")
 
@@ -156,8 +157,6 @@ class Applier:
 def ray_effects(settings: Settings) -> Effects:
     from ray.autoscaler.sdk import request_resources
 
-    from serve.deploy import set_chat_floor
-
     def request(bundles: list[dict]) -> None:
         request_resources(bundles=bundles)
 
@@ -166,8 +165,6 @@ def ray_effects(settings: Settings) -> Effects:
 
 
 def observe_cluster(settings: Settings) -> dict[str, Any]:
-    from serve.deploy import chat_state
-
     nodes = []
     for n in ray.nodes():
         if not n.get("Alive"):

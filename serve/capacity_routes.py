@@ -76,7 +76,8 @@ async def add_concert(payload: Any = Body(...), state: ApiState = Depends(api_st
 async def get_concert(concert_id: str, state: ApiState = Depends(api_state),
                       _: Claims = Depends(require_ops)):
     store, model = _store(state), CapacityModel.from_settings(state.settings)
-    return {"concert": _view(await store.get(concert_id), await store.now(state.settings.capacity_clock), model)}
+    concert = await store.get(concert_id)
+    return {"concert": _view(concert, await store.now(state.settings.capacity_clock), model)}
 
 
 @router.put("/api/concerts/{concert_id}")

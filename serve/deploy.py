@@ -81,9 +81,9 @@ class ChatState:
                 "replicas": [{"id": r, "node_id": self.nodes.get(r)} for r in self.running]}
 
 
-def chat_state() -> ChatState:
-    """What Serve runs for the chat deployment right now."""
-    details = _client().get_serve_details()
+def chat_state(details: dict | None = None) -> ChatState:
+    """What Serve runs for the chat deployment right now (or in ``details``)."""
+    details = details if details is not None else _client().get_serve_details()
     app = (details.get("applications") or {}).get(CHAT_APP)
     if not app:
         return ChatState(None, None, [], {})
@@ -111,7 +111,7 @@ def set_chat_floor(settings: Settings, floor: int) -> bool:
             "was not moved. Redeploy with the same FANDOM_* settings (`fandom up`, or "
             "`fandom config serve` + `serve deploy`), then the applier retries.",
             code="serve_config_drift")
-    if chat_state().floor == floor:
+    if chat_state(details).floor == floor:
         return False
     apply(settings, chat_min_replicas=floor)
     return True

@@ -109,24 +109,18 @@ def stack_settings(tmp_path_factory) -> Settings:
     })
 
 
-# The session's Ray is a real autoscaling cluster (tests/fake_cluster.py): a head with
-# the CPUs tests need, plus worker node types carrying ray-cluster.yaml's custom
-# resources, launched by Ray's autoscaler on demand and released when idle. Small
-# (1 CPU) so that nodes a capacity test brings up cost this 2-core machine little.
-HEAD_RESOURCES = {"CPU": 8}
-WORKER_NODE_TYPES = {
-    "chat": {"resources": {"CPU": 1, "fandom_chat": 4}, "max_workers": 2},
-    "transcode": {"resources": {"CPU": 1, "fandom_transcode": 1}, "max_workers": 1},
-}
-
-
 @pytest.fixture(scope="session")
 def ray_session(stack_settings):
-    """One Ray for the whole session (never per test): an autoscaling fake multi-node cluster."""
+    """One Ray for the whole session (never per test): a real autoscaler with fake nodes.
+
+    A head with the CPUs tests need, plus chat/transcode worker node types (carrying
+    ray-cluster.yaml's custom resources) that Ray's autoscaler launches on demand and
+    releases when idle: tests/fake_cluster.py.
+    """
     import ray
 
     from cluster.up import RAY_NAMESPACE
-    from tests.fake_cluster import FakeAutoscalingCluster
+    from tests.fake_cluster import HEAD_RESOURCES, WORKER_NODE_TYPES, FakeAutoscalingCluster
 
     redis.Redis.from_url(stack_settings.redis_url).flushdb()
     if ray.is_initialized():

@@ -29,6 +29,14 @@ from cluster.embedded_redis import free_port
 
 HEAD_TYPE = "ray.head.default"  # the fake provider names the head node type so
 
+# The test session's cluster. Worker types carry ray-cluster.yaml's custom resources,
+# but only 1 CPU each, so the nodes a capacity test brings up cost this machine little.
+HEAD_RESOURCES = {"CPU": 8}
+WORKER_NODE_TYPES = {
+    "chat": {"resources": {"CPU": 1, "fandom_chat": 4}, "max_workers": 2},
+    "transcode": {"resources": {"CPU": 1, "fandom_transcode": 1}, "max_workers": 1},
+}
+
 
 def fake_config(head_resources: dict, worker_types: dict, *, gcs_address: str,
                 idle_timeout_minutes: float) -> dict:

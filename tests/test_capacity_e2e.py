@@ -26,7 +26,7 @@ from actors.capacity_applier import APPLIER_NAME, autoscaler_request
 from cluster import calendar, keys
 from cluster.capacity import CapacityModel, pack, plan_at
 from serve.deploy import chat_state
-from tests.conftest import WORKER_NODE_TYPES
+from tests.fake_cluster import WORKER_NODE_TYPES
 
 pytestmark = pytest.mark.e2e
 

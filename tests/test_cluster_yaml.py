@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
@@ -37,10 +38,10 @@ def node_types(config: dict) -> dict[str, dict[str, float]]:
 
 
 def big_night(model: CapacityModel, *audiences_and_ladders):
-    concerts = [parse_concert({"id": f"c{i}", "title": "x", "starts_at": (NOW + timedelta(hours=1)).isoformat(),
-                               "ends_at": (NOW + timedelta(hours=3)).isoformat(),
-                               "expected_audience": a, "live_ladders": l}, now=NOW)
-                for i, (a, l) in enumerate(audiences_and_ladders)]
+    start, end = (NOW + timedelta(hours=1)).isoformat(), (NOW + timedelta(hours=3)).isoformat()
+    concerts = [parse_concert({"id": f"c{i}", "title": "x", "starts_at": start, "ends_at": end,
+                               "expected_audience": fans, "live_ladders": ladders}, now=NOW)
+                for i, (fans, ladders) in enumerate(audiences_and_ladders)]
     return plan_at(concerts, (NOW + timedelta(hours=2)).timestamp(), model)
 
 
@@ -51,11 +52,11 @@ def test_ray_validator_accepts_ray_cluster_yaml():
 def test_the_validator_is_really_checking():
     bad = copy.deepcopy(cluster_config())
     bad["available_node_types"]["chat"]["resources"]["fandom_chat"] = 8.5  # must be integers
-    with pytest.raises(Exception):
+    with pytest.raises(jsonschema.ValidationError, match="is not of type 'integer'"):
         validate_config(prepare_config(bad))
     bad = copy.deepcopy(cluster_config())
     bad["available_node_types"]["chat"]["min_wokers"] = 1  # unknown keys are refused
-    with pytest.raises(Exception):
+    with pytest.raises(jsonschema.ValidationError, match="min_wokers"):
         validate_config(prepare_config(bad))
 
 
@@ -91,7 +92,8 @@ def test_the_largest_plan_fits_within_max_workers():
 
 def kuberay() -> tuple[dict, dict]:
     docs = [d for d in yaml.safe_load_all((ROOT / "deploy/kuberay-rayservice.yaml").read_text()) if d]
-    return next(d for d in docs if d["kind"] == "ConfigMap"), next(d for d in docs if d["kind"] == "RayService")
+    kinds = {d["kind"]: d for d in docs}
+    return kinds["ConfigMap"], kinds["RayService"]
 
 
 def test_kuberay_has_the_same_node_groups():
