@@ -9,8 +9,13 @@ from cluster.cli import main
 
 @pytest.fixture
 def cli(component_redis_url, monkeypatch, capsys):
-    monkeypatch.setenv("FANDOM_REDIS_URL", component_redis_url)
-    monkeypatch.setenv("FANDOM_CAPACITY_CLOCK", "system")
+    # Explicit, because the session's Ray fixture exports the stack's FANDOM_* settings.
+    for name, value in {"FANDOM_REDIS_URL": component_redis_url, "FANDOM_CAPACITY_CLOCK": "system",
+                        "FANDOM_CAPACITY_LEAD_S": "1800", "FANDOM_CAPACITY_HOLD_S": "900",
+                        "FANDOM_CAPACITY_HEADROOM": "1.25", "FANDOM_FANS_PER_REPLICA": "25000",
+                        "FANDOM_CHAT_REPLICAS": "2", "FANDOM_CHAT_MAX_REPLICAS": "8",
+                        "FANDOM_CAPACITY_REGION": ""}.items():
+        monkeypatch.setenv(name, value)
 
     def run(*argv):
         code = main(list(argv))
@@ -55,7 +60,7 @@ def test_capacity_plan_at_a_time_with_timeline(cli):
                        "--json")
     assert code == 0
     doc = json.loads(out)
-    # Defaults: 25k fans/replica x 1.25 head-room -> 5 + 3 replicas; lead 30 min, hold 15 min.
+    # 25k fans/replica x 1.25 head-room -> 5 + 3 replicas; lead 30 min, hold 15 min.
     assert doc["plan"]["chat_floor"] == 8 and len(doc["plan"]["bundles"]) == 9
     assert {a["concert_id"] for a in doc["plan"]["active"]} == {"a", "b"}
     floors = [(t["chat_floor"], [a["concert_id"] for a in t["active"]]) for t in doc["timeline"]]
