@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+import redis.asyncio as aredis
 
 from cluster.capacity import CapacityModel, Plan, plan_at
 from cluster.capacity_store import CapacityStore
@@ -197,24 +198,28 @@ class CapacityApplier:
     """Hosts an Applier on a background thread; Ray restarts it if its process dies."""
 
     def __init__(self, env: dict[str, str]):
-        import redis.asyncio as aredis
-
         logging.basicConfig(level=logging.INFO)
         self.settings = Settings.from_env({**os.environ, **env})
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, args=(aredis,), daemon=True,
-                                        name="capacity-applier")
+        self._thread = threading.Thread(target=self._main, daemon=True, name="capacity-applier")
         self._thread.start()
 
-    def _main(self, aredis) -> None:
+    def _main(self) -> None:
         s = self.settings
         store = CapacityStore(aredis.from_url(s.redis_url))
 
         async def clock() -> float | None:
             return time.time() if s.capacity_clock == "system" else await store.clock()
 
-        applier = Applier(CapacityModel.from_settings(s), store, ray_effects(s), clock)
-        asyncio.run(applier.run(s.capacity_tick_s, self._stop))
+        try:
+            applier = Applier(CapacityModel.from_settings(s), store, ray_effects(s), clock)
+            asyncio.run(applier.run(s.capacity_tick_s, self._stop))
+        finally:
+            if not self._stop.is_set():
+                # Crash-only: a dead loop in a live actor would hold nothing. Exiting the
+                # process makes Ray restart the actor, which recovers from Redis.
+                log.critical("capacity loop ended unexpectedly; exiting so Ray restarts us")
+                os._exit(1)
 
     def alive(self) -> dict:
         return {"pid": os.getpid(), "thread_alive": self._thread.is_alive(),
