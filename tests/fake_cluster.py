@@ -6,7 +6,7 @@ as local raylet processes when demand or ``request_resources`` asks for them and
 terminates them when idle. Worker node types carry the same custom resources as
 ray-cluster.yaml, so the capacity planner's bundles land on the right type here too.
 
-Everything is private to this process: its own temp dir, GCS port and agent ports
+Everything is private to this process: its own temp dir, GCS and agent ports, Ray auth token
 (other people run Ray on this machine, so ``ray stop`` is never used). Teardown
 terminates the ``ray start`` process we started and every process whose command line
 names our private temp dir or session (the fake worker nodes' raylets).
@@ -122,7 +122,9 @@ class FakeAutoscalingCluster:
                "RAY_FAKE_CLUSTER": "1",
                # Agents start slowly when the machine is busy; the default deadline
                # then kills the raylet at startup.
-               "RAY_agent_register_timeout_ms": "120000"}
+               "RAY_agent_register_timeout_ms": "120000",
+               # Teardown: no 30 s SIGTERM drain (that is for rolling pod upgrades).
+               "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
         log = open(Path(self.temp_dir) / "ray-start.log", "wb")
         # Own process group: teardown can signal the head and its children as one.
         self._proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
