@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-import redis.asyncio as aredis
 
 from cluster.capacity import CapacityModel, Plan, plan_at
 from cluster.capacity_store import CapacityStore
 from cluster.errors import FandomError
+from cluster.redis_conn import async_client
 from cluster.settings import Settings
 from serve.deploy import chat_state, set_chat_floor
 
@@ -206,7 +206,7 @@ class CapacityApplier:
 
     def _main(self) -> None:
         s = self.settings
-        store = CapacityStore(aredis.from_url(s.redis_url))
+        store = CapacityStore(async_client(s.redis_url, name="fandom-capacity"))
 
         async def clock() -> float | None:
             return time.time() if s.capacity_clock == "system" else await store.clock()

@@ -10,6 +10,7 @@ from cluster import calendar
 from cluster.capacity import CapacityModel, phase
 from cluster.capacity_store import CapacityStore
 from cluster.errors import ConfigError
+from cluster.redis_conn import async_client
 from cluster.settings import Settings
 
 
@@ -50,13 +51,11 @@ def _fields(args) -> dict:
 
 
 def store_for(settings: Settings):
-    """A CapacityStore on FANDOM_REDIS_URL, as an async context manager's value."""
-    import redis.asyncio as aredis
-
+    """A CapacityStore on FANDOM_REDIS_URL (close its client when done)."""
     if not settings.redis_url:
         raise ConfigError("FANDOM_REDIS_URL is not set: the calendar lives in the Redis that "
                           "`fandom up` uses (it prints the URL); set FANDOM_REDIS_URL to it")
-    return CapacityStore(aredis.from_url(settings.redis_url))
+    return CapacityStore(async_client(settings.redis_url, name="fandom-cli"))
 
 
 def run(args) -> int:
