@@ -92,10 +92,21 @@ async def until(check, timeout_s, what, ws=None, invariant=None):
 @pytest.fixture
 def night(stack):
     r = redis.Redis.from_url(stack.settings.redis_url)
-    for key in (keys.CONCERTS, keys.CAPACITY_OVERRIDE, keys.CAPACITY_CLOCK):
-        r.delete(key)
+    r.delete(keys.CONCERTS, keys.CAPACITY_OVERRIDE, keys.CAPACITY_CLOCK)
     yield Night(stack, r)
+    # Leave the shared stack as we found it, even if the test failed half-way: with
+    # the calendar empty, let the applier apply the everyday plan (floor back, request
+    # cleared), wait for the extra replicas and nodes to go, then stop its clock.
     r.delete(keys.CONCERTS, keys.CAPACITY_OVERRIDE)
+    r.set(keys.CAPACITY_CLOCK, repr(time.time()))
+    deadline = time.monotonic() + 240
+    base = stack.settings.chat_replicas
+    while time.monotonic() < deadline:
+        applied = json.loads(r.get(keys.CAPACITY_APPLIED) or "null")
+        if applied and applied["requested"] == {"chat_floor": base, "bundles": []} and \
+                len(chat_state().running) == base and worker_nodes() == {}:
+            break
+        time.sleep(1)
     r.delete(keys.CAPACITY_CLOCK)  # the applier idles again (other tests share it)
 
 
@@ -142,9 +153,14 @@ async def test_concert_night_on_a_real_autoscaler(stack, night, unique):
         raised = await until(lambda: chat_with(3), 180,
                              "the chat floor of 3 replicas", ws)
         assert raised.floor == 3 and set(base.running) < set(raised.running)
-        status = httpx.get(f"{stack.http}/api/capacity", headers=stack.auth(), timeout=15).json()
+
+        def api_sees_the_nodes():
+            status = httpx.get(f"{stack.http}/api/capacity", headers=stack.auth(), timeout=15).json()
+            return {n["type"] for n in status["nodes"] or []} >= {"head", "chat", "transcode"} and status
+
+        status = await until(api_sees_the_nodes, 60, "GET /api/capacity to show the new nodes", ws)
         assert status["in_sync"] and status["requested"]["chat_floor"] == 3
-        assert {n["type"] for n in status["nodes"]} >= {"head", "chat", "transcode"}
+        assert status["chat"]["floor"] == 3 and status["autoscaler_request"] == planned.bundles
 
         # 3. Mid-concert the applier dies; Ray restarts it and it re-applies from Redis.
         t = concert.start_ts + 600
