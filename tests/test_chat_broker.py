@@ -210,3 +210,21 @@ async def test_presence_counts_members_across_replicas(broker, unique):
     for h in hubs:
         h.stop()
     await asyncio.gather(*tasks)
+
+
+async def test_recovery_right_after_history_loss_reports_the_new_epoch(hub, broker, unique):
+    room = f"r{unique}"
+    member = Sink()
+    hub.attach(member)
+    await hub.join(member, room, None, None)  # the epoch is now confirmed (throttled check)
+    for i in range(3):
+        await hub.send("u", room, f"m{i}", "x")
+    await until(lambda: member.offsets(room) == [1, 2, 3])
+    old_epoch = hub.rooms[room].epoch
+    await broker.redis.delete(keys.room_meta(room), keys.room_log(room))
+    late = Sink()
+    hub.attach(late)
+    await hub.join(late, room, 3, old_epoch)  # within the throttle window
+    joined = late.frames[0]
+    assert joined["recovered"] is False and joined["epoch"] != old_epoch
+    assert any(f["op"] == "reset" for f in member.frames)

@@ -100,10 +100,12 @@ class Hub:
         """Add ``member`` to room ``name``; writes joined, any replay, then presence."""
         room = await self._room(name)
         # The replica may not know yet that the room's history was lost (no message
-        # since): confirm the epoch before handing it out — at most once per
-        # EPOCH_CHECK_S per room, so 10,000 fans joining at doors open cost one read.
+        # since): confirm the epoch before handing it out. A recovery join (since)
+        # always confirms — it is about to promise "nothing missed". A fresh join
+        # confirms at most once per EPOCH_CHECK_S per room, so 10,000 fans joining at
+        # doors open cost one read; a stale epoch there is corrected by `reset`.
         now = self.clock()
-        if now - self._epoch_checked.get(name, 0.0) >= EPOCH_CHECK_S:
+        if since is not None or now - self._epoch_checked.get(name, 0.0) >= EPOCH_CHECK_S:
             self._epoch_checked[name] = now
             epoch_now, _ = await self.broker.meta(name)
             if epoch_now != room.epoch and not room.filling:
@@ -142,7 +144,15 @@ class Hub:
         after = since
         while after < room.cursor:
             h = await self.broker.history(room.name, after)
-            if h.epoch != room.epoch or not h.entries or h.entries[0][0] != after + 1:
+            if h.epoch != room.epoch:
+                # History was lost and this replica had not noticed yet (the epoch
+                # check is throttled): settle the new epoch before answering.
+                epoch_now, _ = await self.broker.meta(room.name)
+                if epoch_now != room.epoch and not room.filling:
+                    self._reset(room, epoch_now)
+                    self._start_fill(room)
+                return False, []
+            if not h.entries or h.entries[0][0] != after + 1:
                 return False, []
             replay += h.entries
             after = h.entries[-1][0]
