@@ -14,6 +14,10 @@ from typing import Any
 
 from cluster.errors import ConfigError
 
+# The Ray namespace of every named fandom actor (pool, applier, archiver): one name,
+# so a driver, a Serve replica or a test finds them the same way.
+RAY_NAMESPACE = "fandom"
+
 # Loudly marked: anyone who can read this file can mint tokens for a cluster that
 # kept the default. `fandom up` warns on start; production must set FANDOM_JWT_SECRET.
 DEV_JWT_SECRET = "fandom-DEV-ONLY-secret-DO-NOT-USE-IN-PRODUCTION"

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 
 from cluster.embedded_redis import EmbeddedRedis
 from cluster.errors import ConfigError
-from cluster.settings import Settings
+from cluster.settings import RAY_NAMESPACE, Settings
 from serve.deploy import deploy, wait_running  # noqa: F401  (re-exported for callers)
 
 log = logging.getLogger("fandom.up")
 
-RAY_NAMESPACE = "fandom"
 
 
 @dataclass

@@ -22,7 +22,7 @@ from ray.exceptions import RayError, RayTaskError, TaskCancelledError, WorkerCra
 
 from cluster.errors import FandomError, MediaError
 from cluster.redis_conn import async_client
-from cluster.settings import Settings
+from cluster.settings import RAY_NAMESPACE, Settings
 from jobs import outputs, plan, progress, storage
 from jobs import ffmpeg as ff
 from jobs.cmaf import Media
@@ -35,10 +35,6 @@ from jobs.tasks import TaskConfig, audio_rendition, encode_video, package_video,
 log = logging.getLogger("fandom.jobs")
 
 POOL_NAME = "fandom-transcode-pool"
-# The namespace `fandom up` starts Ray in (cluster.up.RAY_NAMESPACE, which lives in the
-# CLI layer this module must not import). Serve replicas run in their own namespace,
-# so the pool is always looked up with this one explicitly.
-RAY_NAMESPACE = "fandom"
 # Packaging (a stream copy + file writes) and audio are light: a quarter CPU each so
 # they never hold back an encode on a small node.
 LIGHT_CPUS = 0.25

@@ -119,7 +119,7 @@ def ray_session(stack_settings):
     """
     import ray
 
-    from cluster.up import RAY_NAMESPACE
+    from cluster.settings import RAY_NAMESPACE
     from tests.fake_cluster import HEAD_RESOURCES, WORKER_NODE_TYPES, FakeAutoscalingCluster
 
     redis.Redis.from_url(stack_settings.redis_url).flushdb()

@@ -265,7 +265,8 @@ def test_job_survives_the_api_replica_restarting(stack, sources, unique):
 def test_pool_actor_restart_resumes_its_jobs(stack, sources, unique):
     import ray
 
-    from jobs.pool import POOL_NAME, RAY_NAMESPACE
+    from cluster.settings import RAY_NAMESPACE
+    from jobs.pool import POOL_NAME
 
     r = submit(stack, {"source": sources["long1080"], "output": f"pool-restart-{unique}",
                        "ladder": {"rungs": [{"height": 360, "video_kbps": 700}]}})
