@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,26 +57,27 @@ def run_workload(system, w: Workload, *, workers: int, tag: str, fan_tokens: lis
         rss_joined = rss()
 
         meter = procstat.CpuMeter(system.finder).start()
+        gen_meter = procstat.CpuMeter(lambda: dict.fromkeys(fleet.pids(), "loadgen")).start()
         t0 = time.monotonic()
         fleet.publish(w.duration_s)
-        extra: dict = {"connect_server_cpu_s": round(sum(v for k, v in connect_cpu.items() if k in tier), 2),
-                       "rss_growth_connect_bytes_per_connection": None}
+        print(f"# {system.name} {w.kind}: {w.fans} fans joined, publishing for {w.duration_s:g}s",
+              file=sys.stderr, flush=True)
+        extra: dict = {"connect_server_cpu_s": round(sum(v for k, v in connect_cpu.items() if k in tier), 2)}
         if w.storm and storm and hasattr(system, "remove_replica"):
             extra["storm"] = _storm(system, fleet, w, storm)
         published = fleet.published(timeout_s=w.duration_s + 120)
         final = final_offsets(published)
-        fleet.drain(final, max_s=drain_s)
+        extra["drain_complete"] = fleet.drain(final, max_s=drain_s)
         window = time.monotonic() - t0
         cpu = meter.stop()
+        extra["loadgen_cpu_s"] = gen_meter.stop().get("loadgen")
         rss_after = rss()
         reports = fleet.report(final)
     finally:
         fleet.close()
-    extra["rss_growth_connect_bytes_per_connection"] = (
-        round((rss_joined - rss_before) / max(1, w.fans)))
-    extra["loadgen_processes"] = workers
     return summarize(reports=reports, cpu=cpu, tier_roles=tier, rss_before=rss_before,
-                     rss_after=rss_after, connected=connected, published=published,
+                     rss_joined=rss_joined, rss_after=None if "storm" in extra else rss_after,
+                     connected=connected, published=published,
                      window_s=window, extra=extra)
 
 
@@ -141,6 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--storm", choices=("redeploy", "kill"), default="redeploy",
                    help="how doors-open removes a replica")
     p.add_argument("--systems", default="fandom,socketio", help="comma list")
+    p.add_argument("--drain", type=float, help="override the longest drain wait (s)")
     p.add_argument("--out", help="also append the JSON lines to this file")
     return p.parse_args(argv)
 
@@ -148,6 +151,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     preset = PRESETS[args.preset]
+    if args.drain is not None:
+        preset = dataclasses.replace(preset, drain_s=args.drain)
+    # Ray forwards its workers' log lines to this process's stdout; keep stdout for the
+    # JSON lines alone by pointing fd 1 at stderr and writing results to a saved copy.
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     nofile = raise_nofile()
     workloads = []
     for w in preset.workloads:
@@ -195,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         lines.append(json.dumps(line, separators=(",", ":")))
     for line in lines:
-        print(line, flush=True)
+        print(line, file=out, flush=True)
     if args.out:
         with open(args.out, "a") as fh:
             fh.write("\n".join(lines) + "\n")

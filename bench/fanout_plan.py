@@ -38,7 +38,7 @@ class Preset:
     replicas: int
     workers: int
     workloads: tuple[Workload, ...]
-    drain_s: float = 10.0
+    drain_s: float = 10.0  # longest wait for the last deliveries after publishing stops
     anchor: bool = True
     note: str = ""
 
@@ -56,17 +56,17 @@ def workers_for(fans: int, cores: int) -> int:
 
 
 PRESETS: dict[str, Preset] = {
-    "ci": Preset("ci", replicas=2, workers=2, drain_s=5.0, workloads=(
+    "ci": Preset("ci", replicas=2, workers=2, workloads=(
         Workload("concert", 500, 1, 20.0, 8.0),
         Workload("rooms", 500, 5, 1.0, 8.0),
         Workload("doors", 500, 1, 5.0, 15.0, connect_within_s=5.0, storm=True),
     )),
     "1k": Preset("1k", replicas=2, workers=2, workloads=_trio(1_000, 20.0, 30.0, 10.0)),
-    "10k": Preset("10k", replicas=2, workers=2, workloads=_trio(10_000, 20.0, 30.0, 10.0)),
+    "10k": Preset("10k", replicas=2, workers=2, drain_s=30.0, workloads=_trio(10_000, 20.0, 30.0, 10.0)),
     # 100k sockets: the 20,000 fd hard limit per process (no CAP_SYS_RESOURCE here)
     # forces >= 6 server processes and >= 7 generator processes. One Socket.IO
     # process cannot hold 100k sockets under that limit, so the anchor is skipped.
-    "100k": Preset("100k", replicas=8, workers=8, anchor=False, drain_s=20.0, workloads=(
+    "100k": Preset("100k", replicas=8, workers=8, anchor=False, drain_s=30.0, workloads=(
         Workload("concert", 100_000, 1, 1.0, 30.0),
         Workload("rooms", 100_000, 1_000, 1.0, 30.0),
         Workload("doors", 100_000, 1, 1.0, 40.0, connect_within_s=60.0, storm=True),
@@ -142,9 +142,14 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def summarize(*, reports: list[dict], cpu: dict[str, float], tier_roles: tuple[str, ...],
-              rss_before: int, rss_after: int, connected: list[dict], published: list[dict],
-              window_s: float, extra: dict | None = None) -> dict:
-    """One system's figures for one workload, from the workers' reports."""
+              rss_before: int, rss_joined: int, rss_after: int | None, connected: list[dict],
+              published: list[dict], window_s: float, extra: dict | None = None) -> dict:
+    """One system's figures for one workload, from the workers' reports.
+
+    Memory per connection is RSS growth of the server processes from before the first
+    connect to when every fan has joined (``rss_after``, after the traffic, is None
+    when processes came and went during the run, as in the reconnect storm).
+    """
     held = sum(r["joined"] for r in reports)
     deliveries = sum(r["received"] for r in reports)
     hist = merge_hist([r["hist"] for r in reports])
@@ -171,8 +176,10 @@ def summarize(*, reports: list[dict], cpu: dict[str, float], tier_roles: tuple[s
         "latency_ms": {"p50": percentile(hist, 0.50, bucket), "p99": percentile(hist, 0.99, bucket),
                        "max": round(max((r["latency_max_ms"] for r in reports), default=0.0), 1),
                        "samples": sum(hist.values())},
-        "server_rss_mb": round(rss_after / 2**20, 1),
-        "server_bytes_per_connection": round((rss_after - rss_before) / held) if held else None,
+        "server_rss_joined_mb": round(rss_joined / 2**20, 1),
+        "server_bytes_per_connection": round((rss_joined - rss_before) / held) if held else None,
+        "server_bytes_per_connection_after_run": (
+            round((rss_after - rss_before) / held) if held and rss_after is not None else None),
         "expected": sum(r["expected"] for r in reports),
         "lost": sum(r["lost"] for r in reports),
         "duplicated": sum(r["duplicated"] for r in reports),

@@ -159,20 +159,22 @@ class Fleet:
             w.send({"cmd": "report", "final": final})
         return [w.wait("report", 120) for w in self.workers]
 
-    def drain(self, final: dict[str, int], max_s: float, quiet_s: float = 2.0) -> None:
-        """Until every fan has every message up to ``final``, or nothing arrived for quiet_s."""
+    def drain(self, final: dict[str, int], max_s: float, quiet_s: float = 5.0) -> bool:
+        """Until every fan has every message up to ``final`` (True), or nothing arrived
+        for quiet_s or max_s passed (False: what is still missing is reported as lost)."""
         deadline = time.monotonic() + max_s
         last, since = -1, time.monotonic()
         while time.monotonic() < deadline:
             stats = self.stats(final)
             frames = sum(s["frames"] for s in stats)
             if sum(s["missing"] for s in stats) == 0:
-                return
+                return True
             if frames != last:
                 last, since = frames, time.monotonic()
             elif time.monotonic() - since >= quiet_s:
-                return
+                return False
             time.sleep(0.2)
+        return False
 
     def close(self) -> None:
         for w in self.workers:
