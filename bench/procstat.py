@@ -181,6 +181,19 @@ def rss_by_role(found: dict[int, str]) -> dict[str, int]:
     return out
 
 
+NETSTAT_COUNTERS = ("ListenOverflows", "ListenDrops", "TCPSynRetrans", "TCPReqQFullDoCookies")
+
+
+def tcp_counters() -> dict[str, int]:
+    """Machine-wide TcpExt counters that show accept-queue overflow (listen backlog too small)."""
+    lines = (_read("/proc/net/netstat") or "").splitlines()
+    for head, values in zip(lines[::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            row = dict(zip(head.split()[1:], values.split()[1:]))
+            return {k: int(row[k]) for k in NETSTAT_COUNTERS if k in row}
+    return {}
+
+
 def wait_until(cond: Callable[[], bool], timeout_s: float, every_s: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout_s
     while not cond():
