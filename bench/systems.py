@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +66,19 @@ class Fandom:
             "FANDOM_CHAT_MAX_REPLICAS": str(self.replicas),
             **self.env,
         })
-        self.stack = up(settings, num_cpus=self.num_cpus)
+        for attempt in range(3):
+            try:
+                self.stack = up(settings, num_cpus=self.num_cpus)
+                break
+            except Exception as e:
+                # Ray gives a new node a hard-coded 30 s to register; on a machine
+                # shared with other loads that can run out. Retrying is all we can do.
+                if "timed out during startup" not in str(e) or attempt == 2:
+                    raise
+                import ray
+
+                ray.shutdown()
+                print(f"# ray did not start ({e}); retrying", file=sys.stderr, flush=True)
         self.settings = self.stack.settings
         return self
 
