@@ -30,7 +30,7 @@ from bench.fanout_plan import (  # noqa: E402
     PRESETS, PUB_RATE_MAX, Preset, Workload, final_offsets, plan, publishers_for, ratios,
     room_names, summarize, workers_for, workload_dict,
 )
-from bench.loadgen import Fleet  # noqa: E402
+from bench.loadgen import BenchError, Fleet  # noqa: E402
 from bench.systems import Fandom, SocketIO, machine, raise_nofile  # noqa: E402
 from cluster import tokens  # noqa: E402
 
@@ -54,7 +54,7 @@ def run_workload(system, w: Workload, *, workers: int, tag: str, fan_tokens: lis
         connect_meter = procstat.CpuMeter(system.finder).start()
         tcp_before = procstat.tcp_counters()
         print(f"# {system.name} {w.kind}: connecting {w.fans} fans", file=sys.stderr, flush=True)
-        connected = fleet.connect(timeout_s=max(120.0, w.fans / 200))
+        connected = fleet.connect(timeout_s=max(300.0, w.fans / 50))
         connect_cpu = connect_meter.stop()
         tcp_after = procstat.tcp_counters()
         rss_joined = rss()
@@ -127,6 +127,10 @@ def run_system(system, preset: Preset, workloads: list[Workload], workers: int,
                 out[w.kind] = run_workload(system, w, workers=workers, tag=tag, fan_tokens=fan_tokens,
                                            pub_tokens=pub_tokens, drain_s=preset.drain_s,
                                            storm=storm if not fresh else None)
+            except BenchError as e:
+                # A system that cannot finish a workload (e.g. never gets N fans joined)
+                # is a result too: report it and go on with the rest of the run.
+                out[w.kind] = {"error": str(e).splitlines()[0]}
             finally:
                 if fresh:
                     system.stop()
@@ -210,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                       "tier_roles": {"fandom": list(Fandom.tier_roles), "socketio": list(SocketIO.tier_roles)},
                       "note": preset.note or None},
             "machine": {**before, "loadavg_after": after["loadavg"]},
-            "fandom": f, "socketio": s, "ratios": ratios(f, s) if f and s else None,
+            "fandom": f, "socketio": s,
+            "ratios": ratios(f, s) if f and s and "error" not in f and "error" not in s else None,
         }
         lines.append(json.dumps(line, separators=(",", ":")))
     for line in lines:
