@@ -47,7 +47,8 @@ def run_workload(system, w: Workload, *, workers: int, tag: str, fan_tokens: lis
     tier = system.tier_roles
     connect_rate = w.fans / w.connect_within_s if w.connect_within_s else 0.0
     fleet = Fleet(plans, proto=system.proto, url=system.url, tokens=fan_tokens,
-                  pub_tokens=pub_tokens, connect_rate=connect_rate, reconnect=w.storm)
+                  pub_tokens=pub_tokens, connect_rate=connect_rate, reconnect=w.storm,
+                  ack_wait_s=max(15.0, drain_s))
     try:
         rss = lambda: sum(v for k, v in procstat.rss_by_role(system.finder()).items() if k in tier)  # noqa: E731
         rss_before = rss()

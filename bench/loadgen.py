@@ -113,7 +113,7 @@ class Fleet:
 
     def __init__(self, plans: list[WorkerPlan], *, proto: str, url: str, tokens: list[str],
                  pub_tokens: list[str], connect_rate: float = 0.0, reconnect: bool = False,
-                 text_bytes: int = 64):
+                 text_bytes: int = 64, ack_wait_s: float = 15.0):
         npm_install(LOADGEN_DIR)
         self.workers = [Worker(i) for i in range(len(plans))]
         pub_i = 0
@@ -127,7 +127,7 @@ class Fleet:
                         "fans": [[tokens[i], room] for i, room in p.fans], "publishers": pubs,
                         "local_addresses": LOCAL_ADDRESSES, "reconnect": reconnect,
                         "connect_rate": connect_rate / len(plans), "text_bytes": text_bytes,
-                        "concurrency": 200})
+                        "concurrency": 200, "ack_wait_ms": ack_wait_s * 1000})
             for w in self.workers:
                 w.wait("ready", 60)
         except BaseException:
