@@ -120,7 +120,7 @@ def run_system(system, preset: Preset, workloads: list[Workload], workers: int,
     if not fresh:
         system.start()
     try:
-        for w in workloads:
+        for i, w in enumerate(workloads):
             if fresh:
                 system.start()
             try:
@@ -128,6 +128,9 @@ def run_system(system, preset: Preset, workloads: list[Workload], workers: int,
                 out[w.kind] = run_workload(system, w, workers=workers, tag=tag, fan_tokens=fan_tokens,
                                            pub_tokens=pub_tokens, drain_s=preset.drain_s,
                                            storm=storm if not fresh else None)
+                # Memory per connection is only meaningful on servers that held no
+                # sockets before: a reused process refills memory freed earlier.
+                out[w.kind]["fresh_server"] = fresh or i == 0
             except BenchError as e:
                 # A system that cannot finish a workload (e.g. never gets N fans joined)
                 # is a result too: report it and go on with the rest of the run.
