@@ -1,10 +1,11 @@
 """Drive the Node load-generator workers (bench/loadgen/loadgen.js) from Python.
 
-Why Node and not Python for the generator: per connection a Node `ws` client costs
-a fraction of a Python websockets client in memory and CPU, and on a 2-core machine
-every cycle the generator burns is one the server under test does not get. Both
-systems under test face the very same client code (fandom's protocol and Socket.IO's
-engine.io framing are both spoken over `ws`).
+Why Node: measured side by side (docs/benchmarks.md, "Choosing the generator"), a
+Node `ws` client and a Python websockets+uvloop client cost about the same per frame
+received (~40 us, loaded machine) and per connection (~25-30 KB marginal), so cost
+did not decide it. What did: one client speaks both fandom's protocol and Socket.IO's
+engine.io framing over the same `ws` code, so both systems face an identical client,
+and it is the client the Socket.IO figures in FACTS.md were measured with.
 """
 
 from __future__ import annotations
