@@ -5,16 +5,16 @@ See docs/benchmarks.md, "Choosing the generator". Run from the repository root:
     node bench/generator_choice/client.js 19777 6000
     .venv/bin/python bench/generator_choice/client.py 19777 6000
 """
-import asyncio, sys, time, resource, uvloop, json
+import asyncio, sys, time, uvloop, json
 from websockets.asyncio.client import connect
-N=int(sys.argv[2]); got=0
+N=int(sys.argv[2]); got=0; TASKS=[]
 async def one(i):
     global got
     async with connect(f"ws://127.0.0.1:{sys.argv[1]}/", compression=None, open_timeout=60) as ws:
         async for m in ws:
             json.loads(m); got+=1
 async def main():
-    tasks=[asyncio.create_task(one(i)) for i in range(N)]
+    TASKS.extend(asyncio.create_task(one(i)) for i in range(N))  # held so they are not collected
     await asyncio.sleep(20)
     t0=time.process_time(); g0=got; await asyncio.sleep(10); t1=time.process_time()
     rss=int(open('/proc/self/statm').read().split()[1])*4096

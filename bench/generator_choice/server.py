@@ -5,7 +5,7 @@ See docs/benchmarks.md, "Choosing the generator". Run from the repository root:
     node bench/generator_choice/client.js 19777 6000
     .venv/bin/python bench/generator_choice/client.py 19777 6000
 """
-import asyncio, sys, uvloop, websockets
+import asyncio, sys, uvloop
 from websockets.asyncio.server import serve, broadcast
 conns=set()
 async def h(ws):
