@@ -11,7 +11,6 @@ import json
 import os
 import time
 
-import redis.asyncio as aredis
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,6 +18,7 @@ from ray import serve
 
 from cluster import keys
 from cluster.errors import FandomError
+from cluster.redis_conn import async_client
 from cluster.settings import Settings
 from cluster.tokens import Claims
 from serve.deps import ApiState, api_state, install, require_ops, require_user
@@ -80,4 +80,4 @@ for _router in ROUTERS:
 class Api:
     def __init__(self, env: dict[str, str] | None = None):
         settings = Settings.from_env({**os.environ, **(env or {})})
-        install(ApiState(settings, aredis.from_url(settings.redis_url)))
+        install(ApiState(settings, async_client(settings.redis_url, name="fandom-api")))

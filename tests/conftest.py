@@ -62,9 +62,9 @@ def component_redis_url() -> str:
 
 @pytest.fixture
 async def aredis_client(component_redis_url):
-    import redis.asyncio as aredis
+    from cluster.redis_conn import async_client
 
-    client = aredis.from_url(component_redis_url)
+    client = async_client(component_redis_url)
     yield client
     await client.aclose()
 

@@ -21,6 +21,8 @@ from cluster import keys
 
 log = logging.getLogger("fandom.chat.broker")
 
+SUBSCRIBE_TIMEOUT_S = 10.0
+
 # Creates the room's meta {epoch, seq} when it is missing. A missing meta means the
 # room is new or its history was lost (Redis emptied or evicted): either way a fresh
 # epoch, and any orphaned log is dropped so offsets restart cleanly at 1.
@@ -190,7 +192,9 @@ class Subscriber:
             except BaseException:
                 del self._confirm[channel]
                 raise
-        await asyncio.shield(fut)
+        # Bounded: if the confirmation is lost with the connection, the join fails
+        # (the client gets "unavailable" and retries) instead of hanging.
+        await asyncio.wait_for(asyncio.shield(fut), SUBSCRIBE_TIMEOUT_S)
 
     async def unsubscribe(self, room: str) -> None:
         await self.ps.sunsubscribe(keys.room_channel(room))
