@@ -44,6 +44,11 @@ HEALTH_PATH = "/healthz"
 # Frames above max_frame_bytes get close 4009 from the session core; this larger hard
 # cap is where the websockets library itself stops reading (close 1009).
 HARD_CAP_FACTOR = 16
+# asyncio's default listen backlog is 100 per replica: a doors-open burst or a
+# reconnect storm overflows it and every dropped handshake costs the fan a 1 s+ SYN
+# retransmit (bench/chat_fanout.py reports ListenOverflows). The kernel caps the
+# value at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
 
 
 class Conn:
@@ -154,6 +159,7 @@ class Gateway:
         self._server = await serve(
             self._handler, s.host, s.ws_port,
             reuse_port=True,            # every chat replica on the node shares the port
+            backlog=LISTEN_BACKLOG,
             compression=None,           # encode-once fan-out needs plain frames
             max_size=s.max_frame_bytes * HARD_CAP_FACTOR,
             ping_interval=s.ping_interval_s, ping_timeout=s.ping_interval_s,

@@ -176,7 +176,10 @@ class Subscriber:
         self.ps.on_reconnect = on_reconnect
         self.on_message = on_message
         self._confirm: dict[str, asyncio.Future] = {}
-        self.healthy = False
+        # False only from a failed read until the next good one. Starting False made
+        # the health check fail while the first room's SSUBSCRIBE was still in flight
+        # (seen under a 100k-fan connect burst: "lost its Redis subscription").
+        self.healthy = True
 
     async def subscribe(self, room: str) -> None:
         """Returns once Redis confirms: from then on every publication reaches us."""
