@@ -15,6 +15,7 @@ import dataclasses
 import http
 import json
 import logging
+import resource
 import socket
 import threading
 import time
@@ -49,6 +50,18 @@ HARD_CAP_FACTOR = 16
 # retransmit (bench/chat_fanout.py reports ListenOverflows). The kernel caps the
 # value at net.core.somaxconn.
 LISTEN_BACKLOG = 4096
+
+
+def _raise_fd_limit(wanted_connections: int) -> None:
+    """Use every file descriptor the hard limit allows; warn if that is too few."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard != resource.RLIM_INFINITY and hard < wanted_connections + 1000:
+        log.warning("RLIMIT_NOFILE hard limit %d is below FANDOM_FANS_PER_REPLICA=%d (+1000): "
+                    "this replica will refuse connections before it is full; raise the "
+                    "limit (docs/benchmarks.md) or lower FANDOM_FANS_PER_REPLICA", hard,
+                    wanted_connections)
 
 
 class Conn:
@@ -150,6 +163,7 @@ class Gateway:
 
     async def _main(self) -> None:
         s = self.settings
+        _raise_fd_limit(s.fans_per_replica)
         redis = async_client(s.redis_url, name=f"fandom-chat-{self.replica_id}")
         await redis.ping()
         broker = Broker(redis, history_len=s.history_len, dedup_ttl_s=s.dedup_ttl_s)
@@ -176,6 +190,7 @@ class Gateway:
         self.hub.stop()
         beat_task.cancel()
         await asyncio.wait([hub_task], timeout=5)
+        await self.hub.settle(timeout_s=2)  # room unsubscribes still in flight
         await redis.hdel(keys.CHAT_REPLICAS, self.replica_id)
         await redis.aclose()
 

@@ -81,6 +81,11 @@ class Hub:
         if self._loops is not None:
             self._loops.cancel()
 
+    async def settle(self, timeout_s: float) -> None:
+        """Wait (bounded) for spawned work such as room unsubscribes to finish."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
     @property
     def connections(self) -> int:
         return len(self.member_rooms)
