@@ -30,12 +30,11 @@ from actors.archive.ledger import Erasure
 from actors.archive.redis_io import StreamReader, erase_user, redis_time_ms
 from actors.archive.store import Store
 from cluster.errors import InvalidInput
-from cluster.settings import Settings
+from cluster.settings import RAY_NAMESPACE, Settings
 
 log = logging.getLogger("fandom.archiver")
 
 ACTOR_NAME = "archiver"
-NAMESPACE = "fandom"  # cluster.up.RAY_NAMESPACE; tests/test_archiver.py checks they agree
 POLL_BLOCK_S = 1.0    # longest blocking read: bounds how late a new room or stop() is noticed
 BACKPRESSURE = 4      # stop reading when this many batches are waiting (flushes failing)
 
@@ -224,7 +223,7 @@ def start_archiver(settings: Settings, *, name: str = ACTOR_NAME):
     if "://" not in settings.data_dir:  # a relative dir means the caller's, not the worker's cwd
         settings = settings.replace(data_dir=os.path.abspath(settings.data_dir))
     return ray.remote(Archiver).options(
-        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        name=name, namespace=RAY_NAMESPACE, lifetime="detached", get_if_exists=True,
         max_restarts=-1,       # a crash restarts it; recovery makes that safe
         max_task_retries=0,    # callers see a failed erase/flush and may retry: both are idempotent
         max_concurrency=8,     # status() must answer while the writer is busy or paused
@@ -239,7 +238,7 @@ def get_archiver(name: str = ACTOR_NAME):
     from cluster.errors import Unavailable
 
     try:
-        return ray.get_actor(name, namespace=NAMESPACE)
+        return ray.get_actor(name, namespace=RAY_NAMESPACE)
     except ValueError:
         raise Unavailable("the archiver is not running (start fandom with `fandom up`)") from None
 

@@ -6,6 +6,7 @@
     ├── ForbiddenError   valid token, wrong role or room      (forbidden, 403)
     ├── NotFoundError    no such job/concert/...              (<thing>_not_found, 404)
     ├── InvalidInput     request fails validation             (invalid_<what>, 422)
+    ├── MediaError       a media source/output/ladder is unusable (source_*, output_*, 422)
     └── Unavailable      a backend (Redis, Ray) is down       (unavailable, 503)
 
 ``code`` is a stable snake_case string: HTTP APIs return ``{"code", "message"}``,
@@ -53,3 +54,17 @@ class InvalidInput(FandomError):
 
 class Unavailable(FandomError):
     code, status = "unavailable", 503
+
+
+class MediaError(FandomError):
+    """A transcoding input or output problem; ``code`` says which (docs/transcoding.md)."""
+
+    code, status = "media_error", 422
+
+    def __reduce__(self):
+        # Crosses process boundaries inside Ray task errors: keep code and status.
+        return (_rebuild, (type(self), self.message, self.code, self.status))
+
+
+def _rebuild(cls, message, code, status):
+    return cls(message, code=code, status=status)

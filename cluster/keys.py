@@ -48,6 +48,52 @@ CHAT_REPLICA_TTL_S = 15
 """A chat replica whose heartbeat is older than this is considered gone."""
 
 
+# --- transcoding jobs (jobs/store.py) ------------------------------------------------
+# A job's keys share the hash tag {<id>} so a Lua transition touching record and
+# progress stays legal on Redis Cluster.
+
+def job(job_id: str) -> str:
+    """String: the job record as JSON (jobs.model.JobRecord)."""
+    return f"job:{{{job_id}}}"
+
+
+def job_tasks(job_id: str) -> str:
+    """Hash task name -> JSON {pid, node, progress}: what each running task reports."""
+    return f"job:{{{job_id}}}:tasks"
+
+
+JOBS_INDEX = "jobs:index"
+"""Sorted set job id -> created unix time: every job, for listing (pruned as records expire)."""
+
+
+# --- scheduled capacity (issue 5) ---------------------------------------------------
+# One hash tag, {plan}, for all of them: they live on one Redis Cluster shard, so a
+# script or MULTI over several stays legal.
+
+CONCERTS = "capacity:{plan}:concerts"
+"""Hash concert id -> concert JSON (cluster/calendar.py): the concert calendar."""
+
+CAPACITY_OVERRIDE = "capacity:{plan}:override"
+"""String JSON {chat_replicas, live_ladders, until, reason, by}: an operator's minimum."""
+
+CAPACITY_APPLIED = "capacity:{plan}:applied"
+"""String JSON: what the applier last applied (floor, bundles, plan, when); its memory
+across restarts."""
+
+CAPACITY_OBSERVED = "capacity:{plan}:observed"
+"""String JSON: the applier's last look at the cluster (nodes, chat replicas, errors)."""
+
+CAPACITY_OBSERVED_TTL_S = 120
+"""The observation expires if the applier stops writing it (GET /api/capacity says so)."""
+
+CAPACITY_LOG = "capacity:{plan}:log"
+"""Stream of every change the applier made (and every recovery), newest last."""
+
+CAPACITY_LOG_MAXLEN = 2000
+
+CAPACITY_CLOCK = "capacity:{plan}:clock"
+"""String unix seconds: the applier's time when FANDOM_CAPACITY_CLOCK=redis (rehearsals)."""
+
 # --- chat archive (actors/archiver.py) ------------------------------------------------
 
 ARCHIVE_GROUP = "fandom-archive"

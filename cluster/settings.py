@@ -14,6 +14,10 @@ from typing import Any
 
 from cluster.errors import ConfigError
 
+# The Ray namespace of every named fandom actor (pool, applier, archiver): one name,
+# so a driver, a Serve replica or a test finds them the same way.
+RAY_NAMESPACE = "fandom"
+
 # Loudly marked: anyone who can read this file can mint tokens for a cluster that
 # kept the default. `fandom up` warns on start; production must set FANDOM_JWT_SECRET.
 DEV_JWT_SECRET = "fandom-DEV-ONLY-secret-DO-NOT-USE-IN-PRODUCTION"
@@ -87,7 +91,80 @@ class Settings:
         "FANDOM_DRAIN_TIMEOUT_S", 10.0,
         "On replica shutdown, how long fans get (close 1012) before sockets are cut.")
 
-    # --- chat archive and analytics (actors/archiver.py, jobs/analytics.py) ---------
+    # --- transcoding job pool (jobs/, serve/jobs_routes.py, docs/transcoding.md) ----
+    media_dir: str = _env(
+        "FANDOM_MEDIA_DIR", "",
+        "Where ladders published under a plain name go, served at /media/. Empty: "
+        "<FANDOM_DATA_DIR>/media. A local directory (the API serves only local files).")
+    ladders_dir: str = _env(
+        "FANDOM_LADDERS_DIR", "",
+        "Directory of custom ladder files (<name>.yaml, .yml or .json) usable by name. "
+        "Empty: <FANDOM_DATA_DIR>/ladders.")
+    ffmpeg: str = _env(
+        "FANDOM_FFMPEG", "",
+        "ffmpeg binary. Empty: `ffmpeg` on PATH, else the one in the imageio-ffmpeg wheel.")
+    transcode_preset: str = _env(
+        "FANDOM_TRANSCODE_PRESET", "veryfast", "libx264 speed preset of every rendition.")
+    transcode_chunk_s: float = _env(
+        "FANDOM_TRANSCODE_CHUNK_S", 60.0,
+        "Sources longer than this are cut into GOP-aligned chunks of about this many "
+        "seconds, encoded in parallel and stitched. 0: never chunk.")
+    transcode_split: str = _env(
+        "FANDOM_TRANSCODE_SPLIT", "chunk",
+        "Encode task granularity: 'chunk' (one task per time chunk encodes every rung "
+        "from one decode) or 'rendition' (one task per rung per chunk; decodes the "
+        "source once per rung, more parallelism across nodes).")
+    transcode_max_jobs: int = _env(
+        "FANDOM_TRANSCODE_MAX_JOBS", 2, "Jobs the pool runs at once; later ones wait as queued.")
+    transcode_encode_cpus: float = _env(
+        "FANDOM_TRANSCODE_ENCODE_CPUS", 1.0,
+        "Logical CPUs Ray reserves per encode task (ffmpeg itself uses every core it gets).")
+    transcode_retries: int = _env(
+        "FANDOM_TRANSCODE_RETRIES", 3, "Ray retries of a transcoding task whose worker died.")
+    transcode_scratch_dir: str = _env(
+        "FANDOM_TRANSCODE_SCRATCH_DIR", "",
+        "Node-local scratch space for intermediate files. Empty: the system temp dir.")
+    job_ttl_s: int = _env(
+        "FANDOM_JOB_TTL_S", 30 * 86400, "How long finished job records are kept in Redis.")
+
+    # --- scheduled capacity (issue 5: cluster/capacity.py, actors/capacity_applier.py) ---
+    capacity_lead_s: float = _env(
+        "FANDOM_CAPACITY_LEAD_S", 1800.0,
+        "Seconds before a concert starts that its capacity is requested (cloud nodes "
+        "take minutes to boot; fans arrive early).")
+    capacity_hold_s: float = _env(
+        "FANDOM_CAPACITY_HOLD_S", 900.0,
+        "Seconds after a concert ends that its capacity is kept (encores, fans lingering).")
+    capacity_headroom: float = _env(
+        "FANDOM_CAPACITY_HEADROOM", 1.25,
+        "Multiplier on expected_audience when sizing chat replicas (>= 1).")
+    capacity_cpus_per_ladder: float = _env(
+        "FANDOM_CAPACITY_CPUS_PER_LADDER", 4.0,
+        "CPUs one live transcoding ladder needs; one bundle per ladder is requested.")
+    capacity_chat_resource: str = _env(
+        "FANDOM_CAPACITY_CHAT_RESOURCE", "fandom_chat",
+        "Custom Ray resource that chat node types carry (ray-cluster.yaml); chat bundles "
+        "ask for 1 of it so the autoscaler launches chat nodes.")
+    capacity_transcode_resource: str = _env(
+        "FANDOM_CAPACITY_TRANSCODE_RESOURCE", "fandom_transcode",
+        "Custom Ray resource that transcoding node types carry; one per live ladder.")
+    capacity_region: str = _env(
+        "FANDOM_CAPACITY_REGION", "",
+        "Plan only concerts of this region (plus those without one). Empty: all concerts.")
+    capacity_tick_s: float = _env(
+        "FANDOM_CAPACITY_TICK_S", 5.0,
+        "How often the capacity applier re-reads the calendar and re-plans (seconds).")
+    capacity_clock: str = _env(
+        "FANDOM_CAPACITY_CLOCK", "system",
+        "The applier's clock: 'system', or 'redis' to read the time from the Redis key "
+        "capacity:{plan}:clock (rehearsals and tests; never in production).")
+    chat_downscale_delay_s: float = _env(
+        "FANDOM_CHAT_DOWNSCALE_DELAY_S", 600.0,
+        "Chat replicas are removed only after connections stayed below their count this "
+        "long (removing a replica cuts its sockets). Also how long after a concert's "
+        "hold ends before its extra replicas (and then nodes) go.")
+
+    # --- chat archive and analytics (issue 6: actors/archiver.py, jobs/analytics.py) ---
     archive_flush_s: float = _env(
         "FANDOM_ARCHIVE_FLUSH_S", 30.0,
         "Longest time an archived message waits in memory before it is written to "
@@ -118,19 +195,44 @@ class Settings:
             problems.append("FANDOM_DEDUP_TTL_S must be at least 300 (the protocol promises 5 min)")
         if self.rate_per_s <= 0:
             problems.append("FANDOM_RATE_PER_S must be positive")
-        # chat archive
-        if self.archive_flush_s <= 0:
-            problems.append("FANDOM_ARCHIVE_FLUSH_S must be positive")
-        if self.archive_batch_rows < 1:
-            problems.append("FANDOM_ARCHIVE_BATCH_ROWS must be at least 1")
-        if self.archive_compact_min_files < 2:
-            problems.append("FANDOM_ARCHIVE_COMPACT_MIN_FILES must be at least 2")
-        if self.archive_compact_interval_s <= 0:
-            problems.append("FANDOM_ARCHIVE_COMPACT_INTERVAL_S must be positive")
-        if self.archive_retention_days < 0:
-            problems.append("FANDOM_ARCHIVE_RETENTION_DAYS must be 0 (keep) or more")
+        if self.transcode_split not in ("chunk", "rendition"):
+            problems.append("FANDOM_TRANSCODE_SPLIT must be 'chunk' or 'rendition'")
+        if self.transcode_chunk_s < 0:
+            problems.append("FANDOM_TRANSCODE_CHUNK_S must be >= 0 (0 disables chunking)")
+        if self.transcode_max_jobs < 1 or self.transcode_retries < 0:
+            problems.append("FANDOM_TRANSCODE_MAX_JOBS must be >= 1 and FANDOM_TRANSCODE_RETRIES >= 0")
+        problems += self._capacity_problems()
+        problems += self._archive_problems()
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def _archive_problems(self) -> list[str]:
+        out = []
+        if self.archive_flush_s <= 0 or self.archive_compact_interval_s <= 0:
+            out.append("FANDOM_ARCHIVE_FLUSH_S and FANDOM_ARCHIVE_COMPACT_INTERVAL_S must be positive")
+        if self.archive_batch_rows < 1:
+            out.append("FANDOM_ARCHIVE_BATCH_ROWS must be at least 1")
+        if self.archive_compact_min_files < 2:
+            out.append("FANDOM_ARCHIVE_COMPACT_MIN_FILES must be at least 2")
+        if self.archive_retention_days < 0:
+            out.append("FANDOM_ARCHIVE_RETENTION_DAYS must be 0 (keep forever) or more")
+        return out
+
+    def _capacity_problems(self) -> list[str]:
+        out = []
+        for name in ("capacity_lead_s", "capacity_hold_s", "chat_downscale_delay_s"):
+            if getattr(self, name) < 0:
+                out.append(f"{_name(name)} must be >= 0")
+        if self.capacity_headroom < 1:
+            out.append("FANDOM_CAPACITY_HEADROOM must be >= 1")
+        if self.capacity_cpus_per_ladder <= 0 or self.capacity_tick_s <= 0:
+            out.append("FANDOM_CAPACITY_CPUS_PER_LADDER and FANDOM_CAPACITY_TICK_S must be positive")
+        if self.capacity_clock not in ("system", "redis"):
+            out.append("FANDOM_CAPACITY_CLOCK must be 'system' or 'redis'")
+        if not self.capacity_chat_resource or not self.capacity_transcode_resource:
+            out.append("FANDOM_CAPACITY_CHAT_RESOURCE and FANDOM_CAPACITY_TRANSCODE_RESOURCE "
+                       "must name custom resources")
+        return out
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 
 from cluster.embedded_redis import EmbeddedRedis
-from cluster.errors import ConfigError, Unavailable
-from cluster.settings import Settings
-from serve.config import API_APP, CHAT_APP, serve_config
+from cluster.errors import ConfigError
+from cluster.settings import RAY_NAMESPACE, Settings
+from serve.deploy import deploy, wait_running  # noqa: F401  (re-exported for callers)
 
 log = logging.getLogger("fandom.up")
 
-RAY_NAMESPACE = "fandom"
 
 
 @dataclass
@@ -77,39 +75,10 @@ def start_ray(settings: Settings, num_cpus: int | None = None) -> bool:
     return True
 
 
-def deploy(settings: Settings, *, chat_min_replicas: int | None = None,
-           timeout_s: float = 180.0) -> None:
-    """Apply fandom's declarative Serve config and wait until both apps run."""
-    from ray import serve
-    from ray.serve.schema import ServeDeploySchema
-
-    config = ServeDeploySchema.model_validate(serve_config(settings, chat_min_replicas=chat_min_replicas))
-    serve.start(http_options={"host": settings.host, "port": settings.http_port})
-    serve.context._get_global_client().deploy_apps(config)
-    wait_running(timeout_s)
-
-
-def wait_running(timeout_s: float) -> None:
-    from ray import serve
-    from ray.serve.schema import ApplicationStatus
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        apps = serve.status().applications
-        states = {name: apps[name].status if name in apps else "MISSING" for name in (API_APP, CHAT_APP)}
-        if all(s == ApplicationStatus.RUNNING for s in states.values()):
-            return
-        failed = {n: apps[n].message for n, s in states.items() if s == ApplicationStatus.DEPLOY_FAILED}
-        if failed:
-            raise Unavailable(f"Serve deployment failed: {failed}")
-        if time.monotonic() > deadline:
-            raise Unavailable(f"Serve apps not running after {timeout_s}s: {states}")
-        time.sleep(0.5)
-
-
 # Long-lived actors started after the Serve apps, each as "module:function(settings)".
 # Each function must be idempotent (get-or-create a detached named actor).
-SERVICES: list[str] = ["actors.archiver:start_archiver"]
+SERVICES: list[str] = ["jobs.pool:start", "actors.capacity_applier:ensure_applier",
+                       "actors.archiver:start_archiver"]
 
 
 def start_services(settings: Settings) -> None:

@@ -11,7 +11,6 @@ import json
 import os
 import time
 
-import redis.asyncio as aredis
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,11 +18,11 @@ from ray import serve
 
 from cluster import keys
 from cluster.errors import FandomError
+from cluster.redis_conn import async_client
 from cluster.settings import Settings
 from cluster.tokens import Claims
-from serve.analytics_routes import router as analytics_router
+from serve import analytics_routes, capacity_routes, jobs_routes, media_routes, privacy_routes
 from serve.deps import ApiState, api_state, install, require_ops, require_user
-from serve.privacy_routes import router as privacy_router
 
 app = FastAPI(
     title="fandom",
@@ -32,7 +31,8 @@ app = FastAPI(
                 "a WebSocket protocol on its own port: see docs/protocol.md.",
 )
 
-ROUTERS: list = [privacy_router, analytics_router]  # feature routers, included below
+ROUTERS: list = [jobs_routes.router, media_routes.router, capacity_routes.router,  # feature routers,
+                 privacy_routes.router, analytics_routes.router]                # included below
 
 
 @app.exception_handler(FandomError)
@@ -82,4 +82,4 @@ for _router in ROUTERS:
 class Api:
     def __init__(self, env: dict[str, str] | None = None):
         settings = Settings.from_env({**os.environ, **(env or {})})
-        install(ApiState(settings, aredis.from_url(settings.redis_url)))
+        install(ApiState(settings, async_client(settings.redis_url, name="fandom-api")))

@@ -15,7 +15,6 @@ CHAT_APP = "chat"
 CHAT_DEPLOYMENT = "ChatGateway"
 API_APP = "api"
 API_DEPLOYMENT = "Api"
-DOWNSCALE_DELAY_S = 600.0
 
 
 def serve_config(settings: Settings, *, chat_min_replicas: int | None = None) -> dict:
@@ -48,15 +47,20 @@ def serve_config(settings: Settings, *, chat_min_replicas: int | None = None) ->
                     # Sockets are not Serve requests; this only bounds control calls.
                     "max_ongoing_requests": 100,
                     "autoscaling_config": {
+                        # No initial_replicas: when it is set, every re-apply resets the
+                        # target to it (Serve's AutoscalingState.register), which would
+                        # remove connection-driven replicas and their sockets whenever
+                        # the concert floor moves. Without it Serve keeps the current
+                        # target, clamped to the new bounds.
                         "min_replicas": floor,
-                        "initial_replicas": floor,
                         "max_replicas": ceiling,
+                        # Serve applies these around the custom policy (serve/autoscaling.py):
+                        # grow as soon as connections need it, shrink only after a quiet spell.
+                        "upscale_delay_s": 0,
+                        "downscale_delay_s": settings.chat_downscale_delay_s,
                         "policy": {
                             "policy_function": "serve.autoscaling:ConnectionsPolicy",
-                            "policy_kwargs": {
-                                "fans_per_replica": settings.fans_per_replica,
-                                "downscale_delay_s": DOWNSCALE_DELAY_S,
-                            },
+                            "policy_kwargs": {"fans_per_replica": settings.fans_per_replica},
                         },
                     },
                     "ray_actor_options": {"num_cpus": settings.chat_replica_cpus},

@@ -11,9 +11,11 @@ and graceful drain (serve/chat_deployment.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http
 import json
 import logging
+import resource
 import socket
 import threading
 import time
@@ -33,6 +35,7 @@ from actors.chat.session import Close, Limits, Reply, Session
 from cluster import keys, tokens
 from cluster.codes import CloseCode, ErrorCode
 from cluster.errors import AuthError, Unavailable
+from cluster.redis_conn import async_client
 from cluster.settings import Settings
 
 log = logging.getLogger("fandom.chat.gateway")
@@ -42,6 +45,23 @@ HEALTH_PATH = "/healthz"
 # Frames above max_frame_bytes get close 4009 from the session core; this larger hard
 # cap is where the websockets library itself stops reading (close 1009).
 HARD_CAP_FACTOR = 16
+# asyncio's default listen backlog is 100 per replica: a doors-open burst or a
+# reconnect storm overflows it and every dropped handshake costs the fan a 1 s+ SYN
+# retransmit (bench/chat_fanout.py reports ListenOverflows). The kernel caps the
+# value at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
+
+
+def _raise_fd_limit(wanted_connections: int) -> None:
+    """Use every file descriptor the hard limit allows; warn if that is too few."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard != resource.RLIM_INFINITY and hard < wanted_connections + 1000:
+        log.warning("RLIMIT_NOFILE hard limit %d is below FANDOM_FANS_PER_REPLICA=%d (+1000): "
+                    "this replica will refuse connections before it is full; raise the "
+                    "limit (docs/benchmarks.md) or lower FANDOM_FANS_PER_REPLICA", hard,
+                    wanted_connections)
 
 
 class Conn:
@@ -77,6 +97,7 @@ class Gateway:
         self.settings = settings
         self.replica_id = replica_id
         self.limits = Limits.from_settings(settings)
+        self._limits_json = json.dumps(dataclasses.asdict(self.limits), separators=(",", ":"))
         self.hub: Hub | None = None
         self.draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -84,6 +105,7 @@ class Gateway:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._hub_task: asyncio.Task | None = None
         self._thread = threading.Thread(target=self._thread_main, name="fandom-ws", daemon=True)
 
     # --- control, from any thread -----------------------------------------------------
@@ -99,6 +121,8 @@ class Gateway:
         """Raise if this replica cannot serve (Serve's health check)."""
         if not self._thread.is_alive():
             raise Unavailable(f"chat gateway thread died: {self._error!r}")
+        if self._hub_task is not None and self._hub_task.done():
+            raise Unavailable("chat hub loops stopped; replica must restart")
         if self.hub is not None and not self.hub.subscriber.healthy and self.hub.rooms:
             raise Unavailable("chat gateway lost its Redis subscription")
 
@@ -139,7 +163,8 @@ class Gateway:
 
     async def _main(self) -> None:
         s = self.settings
-        redis = aredis.from_url(s.redis_url, health_check_interval=15)
+        _raise_fd_limit(s.fans_per_replica)
+        redis = async_client(s.redis_url, name=f"fandom-chat-{self.replica_id}")
         await redis.ping()
         broker = Broker(redis, history_len=s.history_len, dedup_ttl_s=s.dedup_ttl_s)
         self.hub = Hub(broker, replica_id=self.replica_id, tick_s=s.tick_ms / 1000,
@@ -148,13 +173,15 @@ class Gateway:
         self._server = await serve(
             self._handler, s.host, s.ws_port,
             reuse_port=True,            # every chat replica on the node shares the port
+            backlog=LISTEN_BACKLOG,
             compression=None,           # encode-once fan-out needs plain frames
             max_size=s.max_frame_bytes * HARD_CAP_FACTOR,
             ping_interval=s.ping_interval_s, ping_timeout=s.ping_interval_s,
             process_request=self._process_request,
             server_header=None,
+            close_timeout=5,            # then a peer that never answers our close is cut
         )
-        hub_task = asyncio.create_task(self.hub.run())
+        hub_task = self._hub_task = asyncio.create_task(self.hub.run())
         beat_task = asyncio.create_task(self._heartbeat(redis))
         self._ready.set()
         log.info("chat replica %s listening on ws://%s:%d%s", self.replica_id, s.host,
@@ -163,6 +190,7 @@ class Gateway:
         self.hub.stop()
         beat_task.cancel()
         await asyncio.wait([hub_task], timeout=5)
+        await self.hub.settle(timeout_s=2)  # room unsubscribes still in flight
         await redis.hdel(keys.CHAT_REPLICAS, self.replica_id)
         await redis.aclose()
 
@@ -206,17 +234,14 @@ class Gateway:
         try:
             claims = tokens.verify(self.settings.jwt_secret, (query.get("token") or [None])[0])
         except AuthError as e:
-            await ws.close(int(CloseCode.UNAUTHORIZED), e.message[:120])
+            await _close_and_drain(ws, CloseCode.UNAUTHORIZED, e.message[:120])
             return
         hub = self.hub
         assert hub is not None
         conn = Conn(ws, self.settings.max_buffer_bytes)
         session = Session(claims, self.limits, time.time())
         hub.attach(conn)
-        hub.write(conn, protocol.welcome(claims.user, self.replica_id, {
-            "max_text_len": self.limits.max_text_len, "max_frame_bytes": self.limits.max_frame_bytes,
-            "rate_per_s": self.limits.rate_per_s, "rate_burst": self.limits.rate_burst,
-            "max_rooms": self.limits.max_rooms}))
+        hub.write(conn, protocol.welcome(claims.user, self.replica_id, self._limits_json))
         try:
             async for frame in ws:
                 for action in session.receive(frame, time.time()):
@@ -252,8 +277,23 @@ class Gateway:
         elif kind is Close:
             hub.detach(conn)
             conn.dead = True
-            # Awaited, not spawned: returning from the handler would otherwise let
-            # websockets close first with a plain 1000.
-            await conn.ws.close(int(action.code), action.reason)
+            await _close_and_drain(conn.ws, action.code, action.reason)
             return False
         return True
+
+
+async def _close_and_drain(ws: ServerConnection, code: CloseCode, reason: str) -> None:
+    """Close with ``code`` and read (discard) until the peer's close frame arrives.
+
+    Awaiting ``ws.close()`` alone can stall for the whole close timeout: a flooding
+    client's close reply sits behind frames it already sent, and websockets stops
+    reading once its incoming queue is full. Returning early instead would let the
+    library close first with a plain 1000.
+    """
+    closing = asyncio.get_running_loop().create_task(ws.close(int(code), reason))
+    try:
+        async for _ in ws:
+            pass
+    except ConnectionClosed:
+        pass
+    await closing

@@ -62,9 +62,9 @@ def component_redis_url() -> str:
 
 @pytest.fixture
 async def aredis_client(component_redis_url):
-    import redis.asyncio as aredis
+    from cluster.redis_conn import async_client
 
-    client = aredis.from_url(component_redis_url)
+    client = async_client(component_redis_url)
     yield client
     await client.aclose()
 
@@ -98,24 +98,54 @@ def stack_settings(tmp_path_factory) -> Settings:
         "FANDOM_TICK_MS": "20",
         "FANDOM_PRESENCE_INTERVAL_S": "1",
         "FANDOM_DRAIN_TIMEOUT_S": "3",
+        # Capacity (issue 5): the applier runs on a rehearsal clock tests move, ticks
+        # fast, and a concert's extra chat replicas go soon after its hold ends.
+        "FANDOM_CAPACITY_CLOCK": "redis",
+        "FANDOM_CAPACITY_TICK_S": "1",
+        "FANDOM_CAPACITY_LEAD_S": "600",
+        "FANDOM_CAPACITY_HOLD_S": "300",
+        "FANDOM_CAPACITY_CPUS_PER_LADDER": "1",
+        "FANDOM_CHAT_DOWNSCALE_DELAY_S": "10",
     })
 
 
 @pytest.fixture(scope="session")
 def ray_session(stack_settings):
-    """One local Ray for the whole session (never per test)."""
+    """One Ray for the whole session (never per test): a real autoscaler with fake nodes.
+
+    A head with the CPUs tests need, plus chat/transcode worker node types (carrying
+    ray-cluster.yaml's custom resources) that Ray's autoscaler launches on demand and
+    releases when idle: tests/fake_cluster.py.
+    """
     import ray
 
-    from cluster.up import start_ray
+    from cluster.settings import RAY_NAMESPACE
+    from tests.fake_cluster import HEAD_RESOURCES, WORKER_NODE_TYPES, FakeAutoscalingCluster
 
     redis.Redis.from_url(stack_settings.redis_url).flushdb()
-    started = start_ray(stack_settings, num_cpus=8)
-    yield ray
-    if started:
+    if ray.is_initialized():
+        yield ray
+        return
+    # Workers inherit the raylets' environment: that is how the JWT secret reaches
+    # the replicas without being written into the Serve config (as with `fandom up`).
+    os.environ.update(stack_settings.to_env())
+    cluster = FakeAutoscalingCluster.start_new(HEAD_RESOURCES, WORKER_NODE_TYPES,
+                                               idle_timeout_minutes=0.1,
+                                               env=stack_settings.to_env())
+    try:
+        os.environ.update(cluster.auth_env)
+        ray._raylet.Config.initialize("")  # pick up RAY_AUTH_MODE if ray was imported earlier
+        ray.init(address=cluster.address, namespace=RAY_NAMESPACE)
+        yield ray
+    finally:
         from ray import serve
 
-        serve.shutdown()
-        ray.shutdown()
+        try:
+            if ray.is_initialized():
+                serve.shutdown()
+        finally:
+            ray.shutdown()
+            cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 import redis
 
-from actors.archiver import NAMESPACE, start_archiver, wait_ready
+from actors.archiver import start_archiver, wait_ready
 from cluster import keys
 from cluster.settings import Settings
 from jobs import analytics as A
@@ -49,12 +49,6 @@ def make_archiver(ray_session, component_redis_url, tmp_path, unique):
 def dataset_rows(data_dir):
     t = A.open_dataset(data_dir).to_table()
     return t.to_pylist()
-
-
-def test_namespace_matches_the_one_fandom_up_uses():
-    from cluster.up import RAY_NAMESPACE
-
-    assert NAMESPACE == RAY_NAMESPACE
 
 
 async def test_seeded_entries_match_what_the_broker_writes(aredis_client, component_redis_url, unique):

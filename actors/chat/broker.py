@@ -21,6 +21,8 @@ from cluster import keys
 
 log = logging.getLogger("fandom.chat.broker")
 
+SUBSCRIBE_TIMEOUT_S = 10.0
+
 # Creates the room's meta {epoch, seq} when it is missing. A missing meta means the
 # room is new or its history was lost (Redis emptied or evicted): either way a fresh
 # epoch, and any orphaned log is dropped so offsets restart cleanly at 1.
@@ -183,7 +185,10 @@ class Subscriber:
         self.ps.on_reconnect = on_reconnect
         self.on_message = on_message
         self._confirm: dict[str, asyncio.Future] = {}
-        self.healthy = False
+        # False only from a failed read until the next good one. Starting False made
+        # the health check fail while the first room's SSUBSCRIBE was still in flight
+        # (seen under a 100k-fan connect burst: "lost its Redis subscription").
+        self.healthy = True
 
     async def subscribe(self, room: str) -> None:
         """Returns once Redis confirms: from then on every publication reaches us."""
@@ -196,7 +201,9 @@ class Subscriber:
             except BaseException:
                 del self._confirm[channel]
                 raise
-        await asyncio.shield(fut)
+        # Bounded: if the confirmation is lost with the connection, the join fails
+        # (the client gets "unavailable" and retries) instead of hanging.
+        await asyncio.wait_for(asyncio.shield(fut), SUBSCRIBE_TIMEOUT_S)
 
     async def unsubscribe(self, room: str) -> None:
         await self.ps.sunsubscribe(keys.room_channel(room))

@@ -29,6 +29,7 @@ log = logging.getLogger("fandom.chat.hub")
 
 REPLAY_CHUNK = 500          # messages per frame when replaying history on join
 CATCH_UP_WAIT_S = 2.0       # a fan may resume from an offset another replica already sent
+EPOCH_CHECK_S = 1.0         # how stale a room's epoch may be when handed to a joining fan
 
 
 class Member(Protocol):
@@ -53,23 +54,37 @@ class Hub:
         self._opening: dict[str, asyncio.Future] = {}
         self._closing: dict[str, asyncio.Future] = {}
         self._presence: dict[str, tuple[int, int]] = {}  # room -> (others' count, our last report)
-        self._behind: dict[str, int] = {}  # room -> presence rounds its cursor trailed Redis
+        self._behind: dict[str, int] = {}
+        self._epoch_checked: dict[str, float] = {}  # room -> when its epoch was last confirmed  # room -> presence rounds its cursor trailed Redis
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
+        self._loops: asyncio.Future | None = None
         self.subscriber = Subscriber(broker.redis, self._on_publication, self._on_reconnect)
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run the subscriber, the batching tick and the presence loop until stop()."""
-        await asyncio.gather(
+        self._loops = asyncio.gather(
             self.subscriber.run(lambda: self._stopping),
             self._tick_loop(),
             self._presence_loop(),
         )
+        try:
+            await self._loops
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
 
     def stop(self) -> None:
         self._stopping = True
+        if self._loops is not None:
+            self._loops.cancel()
+
+    async def settle(self, timeout_s: float) -> None:
+        """Wait (bounded) for spawned work such as room unsubscribes to finish."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
 
     @property
     def connections(self) -> int:
@@ -89,6 +104,18 @@ class Hub:
     async def join(self, member: Member, name: str, since: int | None, epoch: str | None) -> None:
         """Add ``member`` to room ``name``; writes joined, any replay, then presence."""
         room = await self._room(name)
+        # The replica may not know yet that the room's history was lost (no message
+        # since): confirm the epoch before handing it out. A recovery join (since)
+        # always confirms — it is about to promise "nothing missed". A fresh join
+        # confirms at most once per EPOCH_CHECK_S per room, so 10,000 fans joining at
+        # doors open cost one read; a stale epoch there is corrected by `reset`.
+        now = self.clock()
+        if since is not None or now - self._epoch_checked.get(name, 0.0) >= EPOCH_CHECK_S:
+            self._epoch_checked[name] = now
+            epoch_now, _ = await self.broker.meta(name)
+            if epoch_now != room.epoch and not room.filling:
+                self._reset(room, epoch_now)
+                self._start_fill(room)
         recovered, replay = False, []
         if since is not None and epoch == room.epoch:
             recovered, replay = await self._replay(room, since)
@@ -104,8 +131,9 @@ class Hub:
                    for i in range(0, len(replay), REPLAY_CHUNK)]
         others, _ = self._presence.get(name, (0, 0))
         frames.append(protocol.presence(name, others + len(room.members)))
-        for f in frames:
-            self.write(member, f)
+        # One write (one syscall) for the whole answer.
+        if not member.push(b"".join(text_frame(f.encode()) for f in frames)):
+            self._drop_slow([member])
 
     async def _replay(self, room: Room, since: int) -> tuple[bool, list[tuple[int, str]]]:
         """(covered, messages since..cursor) from history; False if history lost them."""
@@ -121,7 +149,15 @@ class Hub:
         after = since
         while after < room.cursor:
             h = await self.broker.history(room.name, after)
-            if h.epoch != room.epoch or not h.entries or h.entries[0][0] != after + 1:
+            if h.epoch != room.epoch:
+                # History was lost and this replica had not noticed yet (the epoch
+                # check is throttled): settle the new epoch before answering.
+                epoch_now, _ = await self.broker.meta(room.name)
+                if epoch_now != room.epoch and not room.filling:
+                    self._reset(room, epoch_now)
+                    self._start_fill(room)
+                return False, []
+            if not h.entries or h.entries[0][0] != after + 1:
                 return False, []
             replay += h.entries
             after = h.entries[-1][0]
@@ -167,7 +203,10 @@ class Hub:
             await asyncio.sleep(self.tick_s)
             dirty, self.dirty = self.dirty, set()
             for room in dirty:
-                self._flush(room)
+                try:
+                    self._flush(room)
+                except Exception:  # one bad room must not stop every room's fan-out
+                    log.exception("flushing room %s failed", room.name)
 
     # --- ordering: live publications and gap fills -----------------------------------
 
@@ -279,10 +318,17 @@ class Hub:
         fut.set_result(room)
         return room
 
-    async def _close_room(self, room: Room) -> None:
+    def _close_room(self, room: Room) -> None:
+        # Forget the room now, synchronously: a join arriving while we unsubscribe
+        # opens a fresh room after the unsubscribe instead of joining a dying one.
         self.rooms.pop(room.name, None)
         self._presence.pop(room.name, None)
+        self._behind.pop(room.name, None)
+        self._epoch_checked.pop(room.name, None)
         done = self._closing[room.name] = asyncio.get_running_loop().create_future()
+        self._spawn(self._unsubscribe(room, done))
+
+    async def _unsubscribe(self, room: Room, done: asyncio.Future) -> None:
         try:
             await self.subscriber.unsubscribe(room.name)
             await self.broker.redis.hdel(keys.room_presence(room.name), self.replica_id)
@@ -311,7 +357,7 @@ class Hub:
             empty_rounds[room.name] = empty_rounds.get(room.name, 0) + 1 if not room.members else 0
             if empty_rounds[room.name] > 2:
                 del empty_rounds[room.name]
-                self._spawn(self._close_room(room))
+                self._close_room(room)
         now_ms = int(self.clock() * 1000)
         stale_ms = now_ms - int(3 * self.presence_interval_s * 1000)
         async with self.broker.redis.pipeline(transaction=False) as p:

@@ -139,5 +139,6 @@ def messages(room: str, raw_messages: list[str]) -> str:
     return f'{{"op":"messages","room":{_dump(room)},"messages":[{",".join(raw_messages)}]}}'
 
 
-def welcome(user: str, replica: str, limits: dict) -> str:
-    return _dump({"op": "welcome", "user": user, "replica": replica, "limits": limits})
+def welcome(user: str, replica: str, limits_json: str) -> str:
+    """``limits_json`` is encoded once per replica: it is the same for every fan."""
+    return f'{{"op":"welcome","user":{_dump(user)},"replica":{_dump(replica)},"limits":{limits_json}}}'

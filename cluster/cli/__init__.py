@@ -9,7 +9,8 @@ import sys
 from cluster.errors import FandomError
 
 # Areas, in the order `fandom --help` lists them. Each module has register(subparsers).
-COMMANDS = ["cluster.cli.up", "cluster.cli.token", "cluster.cli.config",
+COMMANDS = ["cluster.cli.up", "cluster.cli.token", "cluster.cli.config", "cluster.cli.transcode",
+            "cluster.cli.jobs", "cluster.cli.schedule", "cluster.cli.capacity",
             "cluster.cli.analytics", "cluster.cli.privacy"]
 
 

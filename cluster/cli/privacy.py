@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cluster.settings import Settings
+from cluster.settings import RAY_NAMESPACE, Settings
 
 
 def register(sub) -> None:
@@ -22,7 +22,6 @@ def erase(args) -> int:
 
     from actors.archiver import get_archiver
     from cluster.errors import InvalidInput, Unavailable
-    from cluster.up import RAY_NAMESPACE
 
     if not 0 < len(args.user) <= 64:
         raise InvalidInput("user must be 1-64 characters", code="invalid_user")

@@ -1,0 +1,1 @@
+"""Benchmark programs: each prints one JSON line per run and runs its anchor in the same run."""

@@ -1,0 +1,50 @@
+"""Pure parts of the fan-out benchmark: plans, publisher spreading, percentiles."""
+
+from bench.fanout_plan import (
+    PRESETS, PUB_RATE_MAX, Workload, final_offsets, percentile, plan, publishers_for, room_names,
+)
+
+
+def test_concert_publishers_stay_under_the_default_rate_limit():
+    w = Workload("concert", 10_000, 1, 20.0, 30.0)
+    pubs = publishers_for(w, room_names(w, "t"))
+    assert len(pubs) == 4 and all(p.rate <= PUB_RATE_MAX for p in pubs)
+    assert sum(p.rate for p in pubs) == 20.0
+
+
+def test_many_rooms_every_room_has_one_publisher_at_one_msg_per_s():
+    w = Workload("rooms", 1_000, 10, 1.0, 30.0)
+    pubs = publishers_for(w, room_names(w, "t"))
+    rooms = [r for p in pubs for r in p.rooms]
+    assert sorted(rooms) == sorted(room_names(w, "t"))
+    assert all(p.rate == len(p.rooms) * 1.0 <= PUB_RATE_MAX for p in pubs)
+
+
+def test_plan_spreads_fans_over_workers_and_rooms():
+    w = Workload("rooms", 1_000, 10, 1.0, 30.0)
+    plans = plan(w, 3, "t")
+    assert sum(len(p.fans) for p in plans) == 1_000
+    assert {i for p in plans for i, _ in p.fans} == set(range(1_000))
+    per_room = {}
+    for p in plans:
+        for _, room in p.fans:
+            per_room[room] = per_room.get(room, 0) + 1
+    assert set(per_room.values()) == {100}
+
+
+def test_percentile_is_the_upper_edge_of_the_bucket_holding_the_rank():
+    hist = {0: 50, 9: 49, 99: 1}  # 0.1 ms buckets
+    assert percentile(hist, 0.5, 0.1) == 0.1
+    assert percentile(hist, 0.99, 0.1) == 1.0
+    assert percentile(hist, 1.0, 0.1) == 10.0
+    assert percentile({}, 0.5, 0.1) is None
+
+
+def test_final_offsets_take_the_highest_ack_per_room():
+    assert final_offsets([{"rooms": {"a": 3, "b": 9}}, {"rooms": {"a": 7}}]) == {"a": 7, "b": 9}
+
+
+def test_presets_keep_every_process_under_the_fd_limit():
+    for p in PRESETS.values():
+        biggest = max(w.fans for w in p.workloads)
+        assert biggest / p.replicas < 20_000 and biggest / p.workers < 20_000

@@ -1,0 +1,40 @@
+"""Pure core: per-replica room ordering and batching, and wire framing."""
+
+import pytest
+from websockets.frames import Frame, Opcode
+
+from actors.chat.room import Accept, Room
+from actors.chat.wsframe import text_frame
+
+
+def test_accepts_in_order_drops_duplicates_flags_gaps():
+    r = Room("r", "e", cursor=4)
+    assert r.accept(5, '{"offset":5}') is Accept.OK
+    assert r.accept(5, '{"offset":5}') is Accept.DUPLICATE
+    assert r.accept(3, '{"offset":3}') is Accept.DUPLICATE
+    assert r.accept(7, '{"offset":7}') is Accept.GAP
+    assert r.cursor == 5 and r.pending == ['{"offset":5}']
+
+
+def test_take_frame_batches_and_clears():
+    r = Room("r", "e", cursor=0)
+    assert r.take_frame() is None
+    r.accept(1, '{"offset":1}')
+    r.accept(2, '{"offset":2}')
+    assert r.take_frame() == '{"op":"messages","room":"r","messages":[{"offset":1},{"offset":2}]}'
+    assert r.take_frame() is None
+
+
+def test_reset_starts_a_new_epoch_at_zero():
+    r = Room("r", "e1", cursor=9)
+    r.held.append(("e1", 11, "{}"))
+    r.reset("e2")
+    assert (r.epoch, r.cursor, r.held) == ("e2", 0, [])
+    assert r.accept(1, "{}") is Accept.OK
+
+
+@pytest.mark.parametrize("n", [0, 1, 125, 126, 65535, 65536, 200_000])
+def test_text_frame_matches_websockets_serialization(n):
+    payload = ("x" * n).encode()
+    expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+    assert text_frame(payload) == expected
