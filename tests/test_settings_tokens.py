@@ -61,7 +61,10 @@ def test_protocol_doc_lists_every_code():
 
 
 def test_configuration_doc_lists_every_setting():
+    from cluster.cli.config import render_settings_table
+
     doc = (ROOT / "docs" / "configuration.md").read_text()
+    assert render_settings_table() in doc, "regenerate with: fandom config table"
     for name, _, _ in settings_table():
         assert f"`{name}`" in doc, f"{name} missing from docs/configuration.md"
 

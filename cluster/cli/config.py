@@ -12,8 +12,9 @@ from serve.config import serve_config
 
 def register(sub) -> None:
     p = sub.add_parser("config", help="show settings or print the Serve config for `serve deploy`")
-    p.add_argument("what", choices=["show", "serve"], help="show: settings in force; "
-                   "serve: declarative Serve config (YAML)")
+    p.add_argument("what", choices=["show", "serve", "table"], help="show: settings in force; "
+                   "serve: declarative Serve config (YAML); table: the settings as the Markdown "
+                   "table in docs/configuration.md")
     p.set_defaults(func=run)
 
 
@@ -21,6 +22,9 @@ def run(args) -> int:
     settings = Settings.from_env()
     if args.what == "serve":
         print(render_serve_config(settings), end="")
+        return 0
+    if args.what == "table":
+        print(render_settings_table(), end="")
         return 0
     current = settings.to_env()
     for name, default, help in settings_table():
@@ -34,3 +38,8 @@ def render_serve_config(settings: Settings) -> str:
               "# Deploy with: serve deploy serve-config.yaml (every node needs\n"
               "# FANDOM_JWT_SECRET in its environment; it is never written here).\n")
     return header + yaml.safe_dump(json.loads(json.dumps(serve_config(settings))), sort_keys=False)
+
+
+def render_settings_table() -> str:
+    rows = "".join(f"| `{name}` | `{default}` | {help} |\n" for name, default, help in settings_table())
+    return "| variable | default | meaning |\n|---|---|---|\n" + rows
