@@ -46,9 +46,10 @@ def _resolve(root: str, path: str) -> str:
     return full
 
 
-@router.api_route("/media/{path:path}", methods=["GET", "HEAD"],
-                  responses={200: {"description": "the file"}, 206: {"description": "a byte range"},
-                             404: {"description": "no such file"}})
+@router.head("/media/{path:path}", include_in_schema=False)  # same handler; one OpenAPI entry
+@router.get("/media/{path:path}",
+            responses={200: {"description": "the file"}, 206: {"description": "a byte range"},
+                       404: {"description": "no such file"}})
 async def media(path: str, state: ApiState = Depends(api_state)) -> FileResponse:
     """A file of a published ladder (Range requests supported)."""
     full = _resolve(media_dir(state.settings), path)
