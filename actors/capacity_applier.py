@@ -190,7 +190,9 @@ def autoscaler_request() -> list[dict] | None:
     if is_autoscaler_v2():
         return None  # v2 keeps it in GCS state, not KV; `ray status` shows it
     raw = _internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL)
-    return json.loads(raw) if raw else []
+    # None: nothing readable (never requested, or the read came back empty); a cleared
+    # request reads as [] because request_resources(bundles=[]) writes "[]".
+    return json.loads(raw) if raw else None
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
