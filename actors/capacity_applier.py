@@ -5,8 +5,11 @@ planner (cluster/capacity.py) for the plan in force at its clock's time and make
 the cluster match it (a changed plan is logged as a change; an unchanged one is
 re-asserted, so a redeploy that reset the floor is corrected within a tick):
 
-- ``request_resources(bundles=...)`` so Ray's autoscaler launches chat and
-  transcoding nodes ahead of the show (and may release them once cleared);
+- its bundles in the cluster's standing autoscaler request (``request_bundles``:
+  through Ray's AutoscalingCoordinator, which Ray Data and Ray Train share, so their
+  requests and ours are merged instead of overwriting each other) so Ray's autoscaler
+  launches chat and transcoding nodes ahead of the show (and may release them once
+  cleared);
 - the chat deployment's ``min_replicas`` through the declarative Serve path
   (serve/deploy.py), which adds replicas without restarting the ones holding sockets.
 
@@ -107,9 +110,10 @@ class Applier:
         return plan
 
     async def _keep(self, plan: Plan) -> None:
-        # Unchanged plan: hold it in place. request_resources is one cluster-wide standing
-        # request anyone may overwrite, and a redeploy (`fandom up`, `serve deploy`, KubeRay
-        # re-submitting its spec) resets the floor; both calls are no-ops when nothing moved.
+        # Unchanged plan: hold it in place. Re-registering refreshes the coordinator's
+        # expiry (and repairs a direct request_resources() by anyone else), and a redeploy
+        # (`fandom up`, `serve deploy`, KubeRay re-submitting its spec) resets the floor;
+        # both calls are no-ops when nothing moved.
         await asyncio.to_thread(self.effects.request, plan.bundles)
         if await asyncio.to_thread(self.effects.set_floor, plan.chat_floor):
             log.warning("chat floor had been changed outside the applier; restored %s",
@@ -155,13 +159,46 @@ class Applier:
 
 # --- the Ray side --------------------------------------------------------------------
 
-def ray_effects(settings: Settings) -> Effects:
+# request_resources() holds ONE standing request per cluster: the last writer wins. In
+# Ray 2.60, Ray Data (its default rate-based cluster autoscaler) and Ray Train register
+# their needs with a detached "AutoscalingCoordinator" actor that merges every
+# requester's bundles and re-writes that standing request every 20 s. A direct
+# request_resources() from us was wiped to [] within 20 s of any Ray Data job
+# (tests/test_capacity_e2e.py caught it mid-concert). So the applier registers as one
+# more requester there and the coordinator keeps our bundles in the merged request.
+REQUESTER_ID = "fandom-capacity"
+# The coordinator drops a requester that stops re-asserting. The applier re-asserts
+# every tick; a dead applier is restarted by Ray within seconds, so this only bounds
+# how long capacity outlives an applier that is gone for good.
+REQUEST_TTL_S = 900.0
+COORDINATOR_TIMEOUT_S = 30.0
+
+
+def request_bundles(bundles: list[dict]) -> None:
+    """Make ``bundles`` fandom's share of the cluster's standing autoscaler request."""
     from ray.autoscaler.sdk import request_resources
 
-    def request(bundles: list[dict]) -> None:
+    try:
+        from ray.data._internal.cluster_autoscaler import get_or_create_autoscaling_coordinator
+    except ImportError:  # ray without Ray Data: nobody else merges, we own the request
+        request_resources(bundles=bundles)
+        return
+    coordinator = get_or_create_autoscaling_coordinator()
+    try:
+        ray.get(coordinator.request_resources.remote(
+            requester_id=REQUESTER_ID, resources=bundles, expire_after_s=REQUEST_TTL_S),
+            timeout=COORDINATOR_TIMEOUT_S)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+        # A coordinator that cannot answer cannot overwrite us either: write directly
+        # so the concert's nodes still come (retried every tick via the coordinator).
+        log.warning("autoscaling coordinator unavailable (%s); requesting directly",
+                    type(e).__name__)
         request_resources(bundles=bundles)
 
-    return Effects(request=request, set_floor=lambda floor: set_chat_floor(settings, floor),
+
+def ray_effects(settings: Settings) -> Effects:
+    return Effects(request=request_bundles,
+                   set_floor=lambda floor: set_chat_floor(settings, floor),
                    observe=lambda: observe_cluster(settings))
 
 
@@ -190,8 +227,8 @@ def autoscaler_request() -> list[dict] | None:
     if is_autoscaler_v2():
         return None  # v2 keeps it in GCS state, not KV; `ray status` shows it
     raw = _internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL)
-    # None: nothing readable (never requested, or the read came back empty); a cleared
-    # request reads as [] because request_resources(bundles=[]) writes "[]".
+    # None: never requested. A cleared request reads as [] (written as "[]"). With Ray
+    # Data/Train on the cluster this is the coordinator's merged request, not only ours.
     return json.loads(raw) if raw else None
 
 

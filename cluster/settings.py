@@ -66,7 +66,8 @@ class Settings:
         "FANDOM_CHAT_REPLICA_CPUS", 0.25, "Logical CPUs Ray reserves per chat replica.")
     fans_per_replica: int = _env(
         "FANDOM_FANS_PER_REPLICA", 25_000,
-        "Connections one chat replica is sized for; autoscaling targets this.")
+        "Connections one chat replica is sized for; autoscaling targets this. Keep it "
+        "~1000 below the replica process's RLIMIT_NOFILE hard limit (docs/operations.md).")
     history_len: int = _env(
         "FANDOM_HISTORY_LEN", 10_000, "Messages kept per room for recovery (at least).")
     dedup_ttl_s: int = _env(

@@ -111,10 +111,22 @@ def set_chat_floor(settings: Settings, floor: int) -> bool:
             "was not moved. Redeploy with the same FANDOM_* settings (`fandom up`, or "
             "`fandom config serve` + `serve deploy`), then the applier retries.",
             code="serve_config_drift")
-    if chat_state(details).floor == floor:
+    # Compare with the floor last *requested*, not the deployment's live config: the
+    # controller applies a new config asynchronously, so right after a move the live
+    # value still shows the old floor and would make a repeat look like a change.
+    if requested_floor(details) == floor:
         return False
     apply(settings, chat_min_replicas=floor)
     return True
+
+
+def requested_floor(details: dict) -> int | None:
+    """The chat min_replicas in the config Serve was last given (None if not from a config)."""
+    app = ((details.get("applications") or {}).get(CHAT_APP) or {}).get("deployed_app_config")
+    for dep in (app or {}).get("deployments") or []:
+        if dep.get("name") == CHAT_DEPLOYMENT:
+            return (dep.get("autoscaling_config") or {}).get("min_replicas")
+    return None
 
 
 def config_drift(details: dict, ours: dict) -> str:

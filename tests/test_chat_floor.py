@@ -70,7 +70,8 @@ async def test_raising_the_floor_keeps_a_connected_websocket(stack):
             await asyncio.to_thread(set_chat_floor, stack.settings, base)
         # Lowering the floor keeps the current target (no initial_replicas reset); the
         # extra replica leaves after the downscale delay, the old ones and our socket stay.
-        assert (await asyncio.to_thread(chat_state)).floor == base
+        # The controller applies a config asynchronously: wait for the live floor.
+        await until(lambda: chat_state().floor == base, 60, "the floor to be lowered", ws)
         final = await until(lambda: chat_with(base),
                             120, "the extra replica to be released", ws)
         assert set(final.running) == set(before.running)

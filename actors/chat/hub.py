@@ -54,8 +54,8 @@ class Hub:
         self._opening: dict[str, asyncio.Future] = {}
         self._closing: dict[str, asyncio.Future] = {}
         self._presence: dict[str, tuple[int, int]] = {}  # room -> (others' count, our last report)
-        self._behind: dict[str, int] = {}
-        self._epoch_checked: dict[str, float] = {}  # room -> when its epoch was last confirmed  # room -> presence rounds its cursor trailed Redis
+        self._behind: dict[str, int] = {}  # room -> presence rounds its cursor trailed Redis
+        self._epoch_checked: dict[str, float] = {}  # room -> when its epoch was last confirmed
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._loops: asyncio.Future | None = None
