@@ -46,12 +46,13 @@ def npm_install(directory: Path) -> None:
 class Worker:
     """One Node worker process; commands in on stdin, events out on stdout."""
 
-    def __init__(self, index: int, env: dict[str, str] | None = None):
+    def __init__(self, index: int, env: dict[str, str] | None = None, nice: int = 0):
         self.index = index
         self.proc = subprocess.Popen(
             ["node", "--max-old-space-size=4096", str(LOADGEN_DIR / "loadgen.js")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1, env={**os.environ, **(env or {})})
+            text=True, bufsize=1, env={**os.environ, **(env or {})},
+            preexec_fn=(lambda: os.nice(nice)) if nice else None)
         self.events: queue.Queue[dict] = queue.Queue()
         self.stderr: list[str] = []
         self._stash: dict[str, list[dict]] = {}
@@ -114,9 +115,9 @@ class Fleet:
 
     def __init__(self, plans: list[WorkerPlan], *, proto: str, url: str, tokens: list[str],
                  pub_tokens: list[str], connect_rate: float = 0.0, reconnect: bool = False,
-                 text_bytes: int = 64, ack_wait_s: float = 15.0):
+                 text_bytes: int = 64, ack_wait_s: float = 15.0, nice: int = 0):
         npm_install(LOADGEN_DIR)
-        self.workers = [Worker(i) for i in range(len(plans))]
+        self.workers = [Worker(i, nice=nice) for i in range(len(plans))]
         pub_i = 0
         try:
             for w, p in zip(self.workers, plans):

@@ -91,6 +91,20 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def niceness(pid: int) -> int | None:
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    return int(stat[stat.rfind(")") + 2:].split()[16])  # field 19: nice
+
+
+def server_niceness(found: dict[int, str], roles: Iterable[str]) -> int:
+    """The niceness the server's socket-holding processes run at (0 if none found)."""
+    values = [n for pid, role in found.items() if role in roles
+              for n in [niceness(pid)] if n is not None]
+    return max(values, default=0)
+
+
 def rss_bytes(pid: int) -> int:
     statm = _read(f"/proc/{pid}/statm")
     return int(statm.split()[1]) * PAGE if statm else 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import redis
 
@@ -42,14 +43,14 @@ class StreamReader:
             items += self._adopt(room)
         rooms = sorted(self.grouped)
         if not rooms:
-            return items
+            return _idle(items, block_ms)
         with self.r.pipeline(transaction=False) as p:
             for room in rooms:
                 p.hget(keys.room_meta(room), "epoch")
             epochs = {room: int(e) for room, e in zip(rooms, p.execute()) if e is not None}
         streams = {keys.room_log(room): ">" for room in epochs}
         if not streams:
-            return items
+            return _idle(items, block_ms)
         by_log = {keys.room_log(room): room for room in epochs}
         try:
             # Never BLOCK when we already have something to hand back.
@@ -169,3 +170,14 @@ def redis_time_ms(r: redis.Redis) -> int:
 
 def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
+
+
+def _idle(items: list[Item], block_ms: int) -> list[Item]:
+    """Wait as a blocking read would when there is no log to block on.
+
+    Without this a fresh cluster (no rooms yet, or rooms without a log) made the loop
+    spin on SMEMBERS: a core of archiver and Redis CPU while nothing happened.
+    """
+    if not items:
+        time.sleep(max(1, block_ms) / 1000)
+    return items
