@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cluster.schemas import CHAT_DIR, CHAT_FILE_SCHEMA, chat_partitioning  # noqa: E402
 from jobs import analytics as A  # noqa: E402
+from jobs import textstats  # noqa: E402
 
 ROOMS = 20
 USERS = 50_000
@@ -86,10 +87,10 @@ DUCK_QUERIES = {
     "top_chatters": f"select \"user\", count(*) as messages from chat group by \"user\" "
                     f"order by messages desc, \"user\" limit {TOP_N}",
     "top_words": f"select word, count(*) as count from (select unnest(regexp_split_to_array(lower(text), "
-                 f"'{A.WORD_SEPARATORS}')) as word from chat) where word <> '' group by word "
+                 f"'{textstats.WORD_SEPARATORS}')) as word from chat) where word <> '' group by word "
                  f"order by count desc, word limit {TOP_N}",
     "top_emojis": f"select emoji, count(*) as count from (select unnest(regexp_extract_all(text, "
-                  f"'{A.EMOJI_PATTERN}')) as emoji from chat) group by emoji "
+                  f"'{textstats.EMOJI_PATTERN}')) as emoji from chat) group by emoji "
                   f"order by count desc, emoji limit {TOP_N}",
     "length_percentiles": "select room, quantile_cont(text_len, [0.5, 0.9, 0.99]) as p from chat "
                           "group by room order by room",

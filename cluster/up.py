@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cluster.embedded_redis import EmbeddedRedis
 from cluster.errors import ConfigError
 from cluster.settings import RAY_NAMESPACE, Settings
-from serve.deploy import deploy, wait_running  # noqa: F401  (re-exported for callers)
+from serve.deploy import deploy
 
 log = logging.getLogger("fandom.up")
 

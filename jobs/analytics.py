@@ -27,7 +27,6 @@ import pyarrow.dataset as ds
 
 from cluster.schemas import CHAT_DIR, CHAT_SCHEMA, chat_partitioning
 from jobs import textstats
-from jobs.textstats import EMOJI_PATTERN, EMOJI_RANGES, WORD_SEPARATORS  # noqa: F401 (re-exported)
 
 QUANTILES = (0.5, 0.9, 0.99)
 TS = pa.timestamp("ms", tz="UTC")

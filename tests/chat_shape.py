@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import redis
 
 from cluster import keys
-from jobs.analytics import EMOJI_RANGES
+from jobs.textstats import EMOJI_RANGES
 
 START = dt.datetime(2024, 12, 4, 23, 57, tzinfo=dt.UTC)   # crosses an hour and a date
 WORDS = ["encore", "Encore", "wow", "love", "this", "song", "drums", "Olé", "über", "42", "fans"]

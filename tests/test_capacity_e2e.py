@@ -27,6 +27,7 @@ from cluster import calendar, keys
 from cluster.capacity import CapacityModel, pack, plan_at
 from serve.deploy import chat_state
 from tests.fake_cluster import WORKER_NODE_TYPES
+from tests.serve_waits import chat_with, until
 
 pytestmark = pytest.mark.e2e
 
@@ -65,43 +66,11 @@ class Night:
         return [json.loads(f[b"json"]) for _, f in self.r.xrange(keys.CAPACITY_LOG)]
 
 
-def settled_request():
-    """The cluster's standing autoscaler request (None if nothing was ever requested).
-
-    A release reads as [] (the coordinator writes the merged list, empty or not).
-    """
-    return autoscaler_request()
-
-
 def ours(request: list[dict] | None) -> list[dict] | None:
     """fandom's bundles in the merged standing request (Ray Data/Train may add theirs)."""
     if request is None:
         return None
     return [b for b in request if any(k.startswith("fandom_") for k in b)]
-
-
-def chat_with(running: int):
-    """The chat deployment's state once exactly ``running`` replicas run, else None."""
-    state = chat_state()
-    return state if len(state.running) == running else None
-
-
-async def until(check, timeout_s, what, ws=None, invariant=None):
-    """Poll ``check`` (blocking, in a thread) until truthy. Meanwhile keep ``ws`` talking
-    and assert ``invariant`` (nothing may be released while we wait)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if invariant is not None:
-            await asyncio.to_thread(invariant)
-        value = await asyncio.to_thread(check)
-        if value:
-            return value
-        if ws is not None:
-            await ws.send('{"op":"ping"}')
-            assert json.loads(await asyncio.wait_for(ws.recv(), 15)) == {"op": "pong"}
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.5)
 
 
 @pytest.fixture
@@ -149,7 +118,7 @@ async def test_concert_night_on_a_real_autoscaler(stack, night, unique):
     t = opens - 60
     night.set_clock(t)
     await until(lambda: night.applier_at(t), 60, "the applier to tick before the window")
-    assert worker_nodes() == {} and ours(settled_request()) in ([], None)
+    assert worker_nodes() == {} and ours(autoscaler_request()) in ([], None)
     base = await asyncio.to_thread(chat_state)
     assert base.floor == s.chat_replicas
 
@@ -164,7 +133,7 @@ async def test_concert_night_on_a_real_autoscaler(stack, night, unique):
         await until(lambda: worker_nodes() == expected_nodes, 180,
                     f"the autoscaler to launch {expected_nodes}", ws)
         assert night.observed()["clock_at"] < concert.start_ts  # launched before the show
-        assert ours(settled_request()) == planned.bundles
+        assert ours(autoscaler_request()) == planned.bundles
         # A data-team Ray Data job on the same cluster registers with Ray's shared
         # AutoscalingCoordinator; when it finishes, the coordinator re-writes the standing
         # request from its requesters. Ours must be among them, not wiped.
@@ -172,10 +141,10 @@ async def test_concert_night_on_a_real_autoscaler(stack, night, unique):
         coordinator = get_or_create_autoscaling_coordinator()
         ray.get(coordinator.request_resources.remote(
             requester_id="data-job", resources=[{"CPU": 1.0}], expire_after_s=60))
-        during = settled_request()
+        during = autoscaler_request()
         assert ours(during) == planned.bundles and {"CPU": 1.0} in during
         ray.get(coordinator.cancel_request.remote("data-job"))
-        assert settled_request() == planned.bundles
+        assert autoscaler_request() == planned.bundles
         raised = await until(lambda: chat_with(3), 180,
                              "the chat floor of 3 replicas", ws)
         assert raised.floor == 3 and set(base.running) < set(raised.running)
@@ -197,7 +166,7 @@ async def test_concert_night_on_a_real_autoscaler(stack, night, unique):
         recoveries = sum(e["event"] == "recovered" for e in night.log())
 
         def nothing_released():
-            assert ours(settled_request()) == planned.bundles, "resource request released early"
+            assert ours(autoscaler_request()) == planned.bundles, "resource request released early"
             assert worker_nodes() == expected_nodes, "worker nodes released early"
             assert chat_state().floor == 3, "chat floor lowered early"
 
@@ -222,7 +191,7 @@ async def test_concert_night_on_a_real_autoscaler(stack, night, unique):
         # 4. After ends_at + hold: request cleared, floor back, nodes released.
         t = concert.end_ts + s.capacity_hold_s
         night.set_clock(t)
-        await until(lambda: ours(settled_request()) == [], 60, "the resource request to clear", ws)
+        await until(lambda: ours(autoscaler_request()) == [], 60, "the resource request to clear", ws)
         await until(lambda: chat_state().floor == s.chat_replicas, 60,
                     "the chat floor to be lowered", ws)
         await until(lambda: worker_nodes() == {}, 240, "the worker nodes to be released", ws)

@@ -8,7 +8,6 @@ Serve's wrapper around our policy must actually honour).
 
 import asyncio
 import json
-import time
 
 import pytest
 import websockets
@@ -16,29 +15,9 @@ import websockets
 from cluster.errors import ConfigError
 from serve.config import CHAT_APP, CHAT_DEPLOYMENT, serve_config
 from serve.deploy import chat_state, config_drift, set_chat_floor
+from tests.serve_waits import chat_with, until
 
 pytestmark = pytest.mark.e2e
-
-
-def chat_with(running: int):
-    """The chat deployment's state once exactly ``running`` replicas run, else None."""
-    state = chat_state()
-    return state if len(state.running) == running else None
-
-
-async def until(check, timeout_s, what, ws=None):
-    """Poll ``check`` (blocking; run in a thread) until truthy; ping ``ws`` meanwhile."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await asyncio.to_thread(check)
-        if value:
-            return value
-        if ws is not None:
-            await ws.send('{"op":"ping"}')
-            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"op": "pong"}
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.5)
 
 
 def serve_running_replicas() -> int:
