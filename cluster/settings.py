@@ -87,7 +87,9 @@ class Settings:
     presence_interval_s: float = _env(
         "FANDOM_PRESENCE_INTERVAL_S", 5.0, "How often presence counts are refreshed and sent.")
     ping_interval_s: float = _env(
-        "FANDOM_PING_INTERVAL_S", 30.0, "WebSocket ping interval; dead peers are cut after two.")
+        "FANDOM_PING_INTERVAL_S", 30.0,
+        "WebSocket keepalive: each connection is pinged once per interval; a peer silent "
+        "for 2.5 intervals is closed with 4011.")
     drain_timeout_s: float = _env(
         "FANDOM_DRAIN_TIMEOUT_S", 10.0,
         "On replica shutdown, how long fans get (close 1012) before sockets are cut.")

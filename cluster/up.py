@@ -16,6 +16,7 @@ from serve.deploy import deploy
 
 log = logging.getLogger("fandom.up")
 
+REPORTER_INTERVAL_MS = 30_000  # Ray's REPORTER_UPDATE_INTERVAL_MS for a Ray we start
 
 
 @dataclass
@@ -70,6 +71,10 @@ def start_ray(settings: Settings, num_cpus: int | None = None) -> bool:
     # Local workers inherit this process's environment: that is how secrets reach the
     # replicas without ever being written into the Serve config.
     os.environ.update(settings.to_env())
+    # Ray's per-node agent lists /proc/<pid>/fd of every worker each interval (5 s by
+    # default): with 8 replicas holding ~90k sockets that was ~30% of a core at nice 0
+    # (docs/architecture.md). Its metrics are not worth that on a chat node.
+    os.environ.setdefault("REPORTER_UPDATE_INTERVAL_MS", str(REPORTER_INTERVAL_MS))
     # address="local": never silently attach to some other Ray running on this machine.
     ray.init(address="local", namespace=RAY_NAMESPACE, num_cpus=num_cpus, include_dashboard=False)
     return True

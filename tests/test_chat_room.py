@@ -3,7 +3,7 @@
 import pytest
 from websockets.frames import Frame, Opcode
 
-from actors.chat.room import Accept, Room
+from actors.chat.room import PRESENCE_REFRESH_S, Accept, Room, presence_due
 from actors.chat.wsframe import text_frame
 
 
@@ -38,3 +38,13 @@ def test_text_frame_matches_websockets_serialization(n):
     payload = ("x" * n).encode()
     expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
     assert text_frame(payload) == expected
+
+
+def test_presence_small_rooms_see_every_change_big_rooms_only_real_moves():
+    assert presence_due(None, 1, 0.0)                      # first count is always sent
+    assert not presence_due((40, 0.0), 40, 100.0)          # unchanged: never resent
+    assert presence_due((40, 0.0), 41, 0.1)                # small room: any change
+    assert not presence_due((50_000, 0.0), 50_400, 1.0)    # 0.8% wiggle in a big room: held
+    assert presence_due((50_000, 0.0), 50_600, 1.0)        # 1.2%: sent now
+    assert presence_due((50_000, 0.0), 49_000, 1.0)        # leaving counts as much as joining
+    assert presence_due((50_000, 0.0), 50_001, PRESENCE_REFRESH_S)  # a held wiggle goes out later

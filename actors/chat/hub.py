@@ -20,7 +20,7 @@ from typing import Protocol
 
 from actors.chat import protocol
 from actors.chat.broker import Broker, Subscriber
-from actors.chat.room import Accept, Room
+from actors.chat.room import Accept, Room, presence_due
 from actors.chat.wsframe import text_frame
 from cluster import keys
 from cluster.codes import CloseCode
@@ -53,7 +53,8 @@ class Hub:
         self.dirty: set[Room[Member]] = set()
         self._opening: dict[str, asyncio.Future] = {}
         self._closing: dict[str, asyncio.Future] = {}
-        self._presence: dict[str, tuple[int, int]] = {}  # room -> (others' count, our last report)
+        self._presence: dict[str, int] = {}  # room -> other replicas' members, last round
+        self._presence_sent: dict[str, tuple[int, float]] = {}  # room -> (count, when) last broadcast
         self._behind: dict[str, int] = {}  # room -> presence rounds its cursor trailed Redis
         self._epoch_checked: dict[str, float] = {}  # room -> when its epoch was last confirmed
         self._tasks: set[asyncio.Task] = set()
@@ -129,7 +130,7 @@ class Hub:
         frames = [protocol.joined(name, room.cursor, room.epoch, recovered)]
         frames += [protocol.messages(name, [raw for _, raw in replay[i:i + REPLAY_CHUNK]])
                    for i in range(0, len(replay), REPLAY_CHUNK)]
-        others, _ = self._presence.get(name, (0, 0))
+        others = self._presence.get(name, 0)
         frames.append(protocol.presence(name, others + len(room.members)))
         # One write (one syscall) for the whole answer.
         if not member.push(b"".join(text_frame(f.encode()) for f in frames)):
@@ -187,10 +188,14 @@ class Hub:
         if slow:
             self._drop_slow(slow)
 
+    def cut(self, member: Member, code: CloseCode, reason: str) -> None:
+        """Take ``member`` out of every room now and close its connection soon."""
+        self.detach(member)
+        member.kill(code, reason)
+
     def _drop_slow(self, members: list[Member]) -> None:
         for m in members:
-            self.detach(m)
-            m.kill(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume with since")
+            self.cut(m, CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume with since")
 
     def _flush(self, room: Room) -> None:
         frame = room.take_frame()
@@ -323,6 +328,7 @@ class Hub:
         # opens a fresh room after the unsubscribe instead of joining a dying one.
         self.rooms.pop(room.name, None)
         self._presence.pop(room.name, None)
+        self._presence_sent.pop(room.name, None)
         self._behind.pop(room.name, None)
         self._epoch_checked.pop(room.name, None)
         done = self._closing[room.name] = asyncio.get_running_loop().create_future()
@@ -358,7 +364,8 @@ class Hub:
             if empty_rounds[room.name] > 2:
                 del empty_rounds[room.name]
                 self._close_room(room)
-        now_ms = int(self.clock() * 1000)
+        now = self.clock()
+        now_ms = int(now * 1000)
         stale_ms = now_ms - int(3 * self.presence_interval_s * 1000)
         async with self.broker.redis.pipeline(transaction=False) as p:
             for room in rooms:
@@ -375,10 +382,11 @@ class Hub:
                 count, _, at = value.decode().partition(":")
                 if field.decode() != self.replica_id and int(at) >= stale_ms:
                     others += int(count)
-            mine = len(room.members)
-            if (others, mine) != self._presence.get(room.name) and room.members:
-                self.broadcast(list(room.members), protocol.presence(room.name, others + mine))
-            self._presence[room.name] = (others, mine)
+            total = others + len(room.members)
+            if room.members and presence_due(self._presence_sent.get(room.name), total, now):
+                self.broadcast(list(room.members), protocol.presence(room.name, total))
+                self._presence_sent[room.name] = (total, now)
+            self._presence[room.name] = others
             # Safety net for a publication lost with nothing after it to reveal the gap.
             behind = seq is not None and int(seq) > room.cursor and not room.filling
             self._behind[room.name] = self._behind.get(room.name, 0) + 1 if behind else 0

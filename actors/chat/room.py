@@ -59,3 +59,23 @@ class Room(Generic[M]):
         self.epoch = epoch
         self.cursor = 0
         self.held.clear()
+
+
+# Presence in a big room changes on almost every round while fans come and go; sending
+# each wiggle to 100,000 members costs a write per member per round (~9% of a busy
+# replica's CPU at 90k sockets, docs/architecture.md) and tells nobody anything. A
+# count is sent when it moved by more than PRESENCE_STEP of the last one sent, or, for
+# smaller moves, once PRESENCE_REFRESH_S has passed. Rooms under 100 fans see every
+# change (1% of < 100 is < 1).
+PRESENCE_STEP = 0.01
+PRESENCE_REFRESH_S = 30.0
+
+
+def presence_due(sent: tuple[int, float] | None, total: int, now: float) -> bool:
+    """Whether to broadcast ``total`` given the last (count, time) sent, if any."""
+    if sent is None:
+        return True
+    last, at = sent
+    if total == last:
+        return False
+    return abs(total - last) > last * PRESENCE_STEP or now - at >= PRESENCE_REFRESH_S

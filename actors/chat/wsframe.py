@@ -10,6 +10,9 @@ from __future__ import annotations
 import struct
 
 _TEXT_FIN = 0x81
+# A final ping frame with no payload. Clients answer with a pong; the replica's
+# keepalive sweep writes this one constant to every socket (serve/ws_gateway.py).
+PING = bytes((0x89, 0))
 
 
 def text_frame(payload: bytes) -> bytes:
