@@ -49,7 +49,9 @@ class Worker:
     def __init__(self, index: int, env: dict[str, str] | None = None, nice: int = 0):
         self.index = index
         self.proc = subprocess.Popen(
-            ["node", "--max-old-space-size=4096", str(LOADGEN_DIR / "loadgen.js")],
+            # FANDOM_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the generator.
+            ["node", "--max-old-space-size=4096", *os.environ.get("FANDOM_BENCH_NODE_ARGS", "").split(),
+             str(LOADGEN_DIR / "loadgen.js")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, bufsize=1, env={**os.environ, **(env or {})},
             preexec_fn=(lambda: os.nice(nice)) if nice else None)
