@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, field
 # its own ~28k ephemeral ports (net.ipv4.ip_local_port_range), so 8 of them give
 # room for ~225k client sockets on one machine.
 LOCAL_ADDRESSES = [f"127.0.0.{i}" for i in range(2, 10)]
+# Source ports the generator binds itself (bench/loadgen/loadgen.js says why); above
+# Ray's worker port range (10002-19999), each worker a disjoint slice on every address.
+SOURCE_PORTS = (20_000, 65_000)
 
 # A publisher connection stays at half fandom's default per-connection rate limit
 # (FANDOM_RATE_PER_S=10, burst 20), so the benchmark runs with default settings and
@@ -67,7 +70,10 @@ PRESETS: dict[str, Preset] = {
     # forces >= 6 server processes and >= 7 generator processes. One Socket.IO
     # process cannot hold 100k sockets under that limit, so the anchor is skipped.
     "100k": Preset("100k", replicas=8, workers=8, anchor=False, drain_s=30.0, workloads=(
-        Workload("concert", 100_000, 1, 1.0, 30.0),
+        # A broadcast every 5 s: 100k sockets held, each receiving every broadcast. At
+        # 1 msg/s (one frame per message, 100k writes/s) this box saturates with the
+        # generator on it (docs/benchmarks.md has that run too: --rate 1).
+        Workload("concert", 100_000, 1, 0.2, 30.0),
         Workload("rooms", 100_000, 1_000, 1.0, 30.0),
         Workload("doors", 100_000, 1, 1.0, 40.0, connect_within_s=60.0, storm=True),
     ), note="Socket.IO anchor skipped: one Node process is capped at 20,000 sockets here"),
@@ -226,3 +232,10 @@ def ratios(fandom: dict, anchor: dict | None) -> dict | None:
 
 def workload_dict(w: Workload) -> dict:
     return asdict(w)
+
+
+def port_slice(worker: int, workers: int) -> dict[str, int]:
+    """The source ports [port_lo, port_hi) worker ``worker`` of ``workers`` binds."""
+    lo, hi = SOURCE_PORTS
+    span = (hi - lo) // workers
+    return {"port_lo": lo + worker * span, "port_hi": lo + (worker + 1) * span}

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.fanout_plan import LOCAL_ADDRESSES, WorkerPlan
+from bench.fanout_plan import LOCAL_ADDRESSES, WorkerPlan, port_slice
 
 HERE = Path(__file__).resolve().parent
 LOADGEN_DIR = HERE / "loadgen"
@@ -130,6 +130,7 @@ class Fleet:
                 w.send({"cmd": "init", "proto": proto, "url": url, "worker": w.index,
                         "fans": [[tokens[i], room] for i, room in p.fans], "publishers": pubs,
                         "local_addresses": LOCAL_ADDRESSES, "reconnect": reconnect,
+                        **port_slice(w.index, len(plans)),
                         "connect_rate": connect_rate / len(plans), "text_bytes": text_bytes,
                         "concurrency": 200, "ack_wait_ms": ack_wait_s * 1000})
             for w in self.workers:

@@ -32,7 +32,7 @@ class CloseCode(IntEnum):
     FLOOD = 4008            # kept sending after rate_limited errors
     FRAME_TOO_BIG = 4009    # frame over FANDOM_MAX_FRAME_BYTES
     SLOW_CONSUMER = 4010    # did not read fast enough; reconnect and recover with since
-    PEER_SILENT = 4011      # sent nothing, not even a pong, for 2.5 ping intervals
+    PEER_SILENT = 4011      # a keepalive ping went unanswered for two ping intervals
     SERVER_ERROR = 1011     # unexpected server failure; reconnect
 
 

@@ -88,8 +88,8 @@ class Settings:
         "FANDOM_PRESENCE_INTERVAL_S", 5.0, "How often presence counts are refreshed and sent.")
     ping_interval_s: float = _env(
         "FANDOM_PING_INTERVAL_S", 30.0,
-        "WebSocket keepalive: each connection is pinged once per interval; a peer silent "
-        "for 2.5 intervals is closed with 4011.")
+        "WebSocket keepalive: a connection idle this long is pinged; one that answers "
+        "nothing within two more intervals is closed with 4011.")
     drain_timeout_s: float = _env(
         "FANDOM_DRAIN_TIMEOUT_S", 10.0,
         "On replica shutdown, how long fans get (close 1012) before sockets are cut.")

@@ -27,9 +27,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from actors.chat import protocol
+from actors.chat import keepalive, protocol
 from actors.chat.broker import Broker
 from actors.chat.hub import Hub
+from actors.chat.keepalive import Due
 from actors.chat.protocol import Join, Leave, Send
 from actors.chat.session import Close, Limits, Reply, Session
 from actors.chat.wsframe import PING
@@ -51,21 +52,14 @@ HARD_CAP_FACTOR = 16
 # retransmit (bench/chat_fanout.py reports ListenOverflows). The kernel caps the
 # value at net.core.somaxconn.
 LISTEN_BACKLOG = 4096
-# The keepalive sweep pings 1/KEEPALIVE_SLICES of the sockets at a time, so 100k pings
-# are spread over the interval instead of one burst that would delay fan-out.
-KEEPALIVE_SLICES = 10
-# A peer from which nothing arrived for this many ping intervals is cut (close 4011).
-# Pings to one socket are at most ~1 interval + 1 slice apart (the connection list
-# only loses entries ahead of it), so 2.5 leaves a whole missed pong of slack.
-SILENT_INTERVALS = 2.5
 
 
 class FanConnection(ServerConnection):
     """websockets' connection plus the time anything last arrived from the peer.
 
-    Replaces websockets' keepalive, which runs a task per socket: at ~8,000 sockets a
-    replica spent ~43% of its gateway samples in those tasks (docs/architecture.md).
-    One attribute store per received chunk is all this adds on the hot path.
+    Feeds the replica's keepalive sweep (actors/chat/keepalive.py), which replaces
+    websockets' task per socket; one attribute store per received chunk is all this
+    adds on the hot path.
     """
 
     def __init__(self, *args, **kwargs):
@@ -92,13 +86,14 @@ def _raise_fd_limit(wanted_connections: int) -> None:
 class Conn:
     """One fan's socket as the hub sees it: raw frame writes, slow-consumer check."""
 
-    __slots__ = ("ws", "transport", "limit", "dead")
+    __slots__ = ("ws", "transport", "limit", "dead", "ping_at")
 
     def __init__(self, ws: FanConnection, limit: int):
         self.ws = ws
         self.transport = ws.transport
         self.limit = limit
         self.dead = False
+        self.ping_at: float | None = None  # when the last keepalive ping went out
 
     def push(self, frame: bytes) -> bool:
         # Writing the pre-serialized frame straight to the transport is safe: the frame
@@ -234,36 +229,34 @@ class Gateway:
             await asyncio.sleep(keys.CHAT_REPLICA_TTL_S / 3)
 
     async def _keepalive(self) -> None:
-        """Ping every connection once per interval; cut the ones that went silent.
+        """Apply the keepalive rule to every connection, SLICES times per interval.
 
-        The same pre-encoded ping frame is written raw to each socket (as fan-out
-        writes messages); the client's pong only has to arrive, websockets drops it.
+        A ping is one pre-encoded frame written raw (as fan-out writes messages); the
+        client's pong only has to arrive, websockets drops it after FanConnection
+        noted the time.
         """
-        hub = self.hub
-        assert hub is not None
         interval = self.settings.ping_interval_s
-        silent_s = SILENT_INTERVALS * interval
         while True:
-            conns = list(hub.member_rooms)  # insertion order: a socket only moves forward
-            size = -(-len(conns) // KEEPALIVE_SLICES)
-            for i in range(KEEPALIVE_SLICES):
-                try:
-                    self._ping_slice(conns[i * size:(i + 1) * size], silent_s)
-                except Exception:  # a bug here must not end keepalive for every fan
-                    log.exception("keepalive sweep failed")
-                await asyncio.sleep(interval / KEEPALIVE_SLICES)
+            await asyncio.sleep(interval / keepalive.SLICES)
+            try:
+                self._sweep(interval)
+            except Exception:  # a bug here must not end keepalive for every fan
+                log.exception("keepalive sweep failed")
 
-    def _ping_slice(self, conns: list[Conn], silent_s: float) -> None:
+    def _sweep(self, interval: float) -> None:
         hub = self.hub
         assert hub is not None
         now = time.monotonic()
-        for conn in conns:
+        for conn in list(hub.member_rooms):
             if conn.dead:
                 continue
-            if now - conn.ws.last_rx > silent_s:
-                hub.cut(conn, CloseCode.PEER_SILENT, "no pong: reconnect and resume with since")
-            elif not conn.push(PING):
-                hub.cut(conn, CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume with since")
+            what = keepalive.due(now, conn.ws.last_rx, conn.ping_at, interval)
+            if what is Due.PING:
+                conn.ping_at = now
+                if not conn.push(PING):
+                    hub.cut(conn, CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume with since")
+            elif what is Due.CUT:
+                hub.cut(conn, CloseCode.PEER_SILENT, "ping not answered: reconnect and resume with since")
 
     async def _drain(self, timeout_s: float) -> None:
         self.draining = True

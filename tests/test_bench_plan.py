@@ -1,6 +1,7 @@
 """Pure parts of the fan-out benchmark: plans, publisher spreading, percentiles."""
 
 from bench.fanout_plan import (
+    LOCAL_ADDRESSES, SOURCE_PORTS, port_slice,
     PRESETS, PUB_RATE_MAX, Workload, final_offsets, percentile, plan, publishers_for, room_names,
 )
 
@@ -48,3 +49,13 @@ def test_presets_keep_every_process_under_the_fd_limit():
     for p in PRESETS.values():
         biggest = max(w.fans for w in p.workloads)
         assert biggest / p.replicas < 20_000 and biggest / p.workers < 20_000
+
+
+def test_source_port_slices_are_disjoint_and_hold_a_100k_run():
+    slices = [port_slice(w, 8) for w in range(8)]
+    assert slices[0]["port_lo"] == SOURCE_PORTS[0] and slices[-1]["port_hi"] <= SOURCE_PORTS[1]
+    for a, b in zip(slices, slices[1:]):
+        assert a["port_hi"] <= b["port_lo"]
+    # Each worker holds 100k/8 sockets spread over the source addresses.
+    per_worker = (slices[0]["port_hi"] - slices[0]["port_lo"]) * len(LOCAL_ADDRESSES)
+    assert per_worker >= 100_000 / 8

@@ -3,6 +3,7 @@
 import pytest
 from websockets.frames import Frame, Opcode
 
+from actors.chat.keepalive import Due, due
 from actors.chat.room import PRESENCE_REFRESH_S, Accept, Room, presence_due
 from actors.chat.wsframe import text_frame
 
@@ -48,3 +49,14 @@ def test_presence_small_rooms_see_every_change_big_rooms_only_real_moves():
     assert presence_due((50_000, 0.0), 50_600, 1.0)        # 1.2%: sent now
     assert presence_due((50_000, 0.0), 49_000, 1.0)        # leaving counts as much as joining
     assert presence_due((50_000, 0.0), 50_001, PRESENCE_REFRESH_S)  # a held wiggle goes out later
+
+
+def test_keepalive_pings_only_idle_connections_and_cuts_after_two_silent_intervals():
+    iv = 30.0
+    assert due(100.0, last_rx=80.0, ping_at=None, interval=iv) is Due.WAIT   # heard 20 s ago
+    assert due(100.0, last_rx=70.0, ping_at=None, interval=iv) is Due.PING   # idle 30 s
+    assert due(100.0, last_rx=70.0, ping_at=100.0, interval=iv) is Due.WAIT  # just pinged
+    assert due(159.0, last_rx=70.0, ping_at=100.0, interval=iv) is Due.WAIT  # late pong is fine
+    assert due(161.0, last_rx=70.0, ping_at=100.0, interval=iv) is Due.CUT   # 2 intervals unanswered
+    assert due(120.0, last_rx=100.5, ping_at=100.0, interval=iv) is Due.WAIT  # answered
+    assert due(131.0, last_rx=100.5, ping_at=100.0, interval=iv) is Due.PING  # idle again: next ping

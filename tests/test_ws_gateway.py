@@ -118,11 +118,11 @@ async def test_keepalive_pings_everyone_and_cuts_only_the_silent_peer(fast_pings
         opcodes.append(op)
         if op == 0x8:  # close
             break
-    assert opcodes[0] == 0x1 and opcodes.count(0x9) >= 2  # welcome, then pings
+    assert opcodes[0] == 0x1 and 0x9 in opcodes  # welcome, then a ping it never answers
     assert struct.unpack("!H", payload[:2])[0] == 4011
     silent.writer.close()
     # The fan lived through the same sweeps, and more: still served.
-    await asyncio.sleep(3 * 0.3)
+    await asyncio.sleep(4 * 0.3)
     assert fan.closed is None
     start = len(fan.frames)
     await fan.send({"op": "ping"})

@@ -33,7 +33,7 @@ const pubs = [];
 const hist = new Uint32Array(BUCKETS);
 const counts = {
   latency_max_ms: 0, latency_samples: 0, failed_handshakes: 0, reconnects: 0,
-  closes: {}, errors: {}, stale: 0, recovered: 0, frames: 0,
+  closes: {}, errors: {}, stale: 0, recovered: 0, frames: 0, ports_skipped: 0,
 };
 
 function emit(obj) {
@@ -157,17 +157,34 @@ function newConn(token, rooms, isPub) {
   };
 }
 
+// Source ports are chosen here, not by the kernel: bind(addr, 0) searches the port
+// space under a lock, and once every port has an owner on some address that search
+// cost the generator ~0.8 of a core in system time at ~75k sockets (docs/benchmarks.md).
+// bind(addr, port) is a single lookup. Each worker owns a disjoint port slice
+// [port_lo, port_hi) on every source address; a port that turns out to be busy (another
+// program's wildcard listener, a TIME_WAIT left by an earlier run) is skipped.
+let portCursor = null;
+function nextPort(a) {
+  if (portCursor === null) portCursor = cfg.local_addresses.map(() => cfg.port_lo);
+  const p = portCursor[a];
+  portCursor[a] = p + 1 >= cfg.port_hi ? cfg.port_lo : p + 1;
+  return p;
+}
+const PORT_BUSY = new Set(["EADDRINUSE", "EADDRNOTAVAIL"]);
+
 function open(conn) {
   conn.state = "connecting";
   conn.tries += 1;
   conn.joinedRooms = 0;
-  const addr = cfg.local_addresses[addrIndex++ % cfg.local_addresses.length];
-  const ws = new WebSocket(cfg.wire.url(conn.token), {
-    perMessageDeflate: false, localAddress: addr, handshakeTimeout: 30000,
-  });
+  conn.portBusy = false;
+  const a = addrIndex++ % cfg.local_addresses.length;
+  const opts = { perMessageDeflate: false, skipUTF8Validation: true, localAddress: cfg.local_addresses[a],
+                 handshakeTimeout: 30000 };
+  if (cfg.port_lo) opts.localPort = nextPort(a);
+  const ws = new WebSocket(cfg.wire.url(conn.token), opts);
   conn.ws = ws;
   ws.on("message", (data, isBinary) => onFrame(conn, isBinary ? data : data.toString()));
-  ws.on("error", () => {});
+  ws.on("error", (e) => { if (PORT_BUSY.has(e.code)) conn.portBusy = true; });
   ws.on("close", (code) => onClose(conn, code));
 }
 
@@ -247,6 +264,13 @@ function onMessages(conn, offsets, stamps) {
 }
 
 function onClose(conn, code) {
+  if (conn.portBusy && !conn.closing && (conn.portSkips = (conn.portSkips || 0) + 1) < 1000) {
+    // Never reached the server: same attempt, next port.
+    counts.ports_skipped += 1;
+    conn.tries -= 1;
+    setImmediate(() => open(conn));
+    return;
+  }
   bump(counts.closes, String(code));
   const wasJoined = conn.state === "joined";
   conn.state = "closed";
