@@ -192,6 +192,10 @@ def summarize(*, reports: list[dict], cpu: dict[str, float], tier_roles: tuple[s
         "out_of_order": sum(r["out_of_order"] for r in reports),
         "recovered": sum(r["recovered"] for r in reports),
         "reconnects": sum(r["reconnects"] for r in reports),
+        # Every frame the fans and publishers received, connect phase included, and
+        # how many of those were presence updates (fandom only).
+        "frames": sum(r["frames"] for r in reports),
+        "presence_frames": sum(r.get("presence_frames", 0) for r in reports),
         "errors": _sum_maps([r["errors"] for r in reports]),
         "closes": _sum_maps([r["closes"] for r in reports]),
     }

@@ -33,7 +33,7 @@ const pubs = [];
 const hist = new Uint32Array(BUCKETS);
 const counts = {
   latency_max_ms: 0, latency_samples: 0, failed_handshakes: 0, reconnects: 0,
-  closes: {}, errors: {}, stale: 0, recovered: 0, frames: 0, ports_skipped: 0,
+  closes: {}, errors: {}, stale: 0, recovered: 0, frames: 0, presence_frames: 0, ports_skipped: 0,
 };
 
 function emit(obj) {
@@ -94,6 +94,7 @@ const fandomWire = {
       case "joined": return ["joined", m];
       case "ack": return ["ack", m];
       case "welcome": return ["welcome", m];
+      case "presence": return ["presence", m];
       case "error": return ["error", m];
       default: return ["other", m];
     }
@@ -205,6 +206,8 @@ function onFrame(conn, data) {
   } else if (kind === "error") {
     bump(counts.errors, String(m.code));
     if (m.code === 106 && m.id && conn.isPub) conn.pub.retry(m.id);
+  } else if (kind === "presence") {
+    counts.presence_frames += 1;
   } else if (kind === "refused") {
     bump(counts.errors, "refused");
   }
