@@ -17,6 +17,7 @@ from serve.deploy import deploy
 log = logging.getLogger("fandom.up")
 
 REPORTER_INTERVAL_MS = 30_000  # Ray's REPORTER_UPDATE_INTERVAL_MS for a Ray we start
+SERVE_LOOP_MONITOR_S = 30.0    # RAY_SERVE_EVENT_LOOP_MONITORING_INTERVAL_S, likewise
 
 
 @dataclass
@@ -75,6 +76,10 @@ def start_ray(settings: Settings, num_cpus: int | None = None) -> bool:
     # default): with 8 replicas holding ~90k sockets that was ~30% of a core at nice 0
     # (docs/architecture.md). Its metrics are not worth that on a chat node.
     os.environ.setdefault("REPORTER_UPDATE_INTERVAL_MS", str(REPORTER_INTERVAL_MS))
+    # Serve measures each replica's event-loop lag with asyncio.all_tasks() every 5 s:
+    # a walk over every task in the process (one per connection in a chat replica),
+    # holding the GIL the gateway thread needs.
+    os.environ.setdefault("RAY_SERVE_EVENT_LOOP_MONITORING_INTERVAL_S", str(SERVE_LOOP_MONITOR_S))
     # address="local": never silently attach to some other Ray running on this machine.
     ray.init(address="local", namespace=RAY_NAMESPACE, num_cpus=num_cpus, include_dashboard=False)
     return True

@@ -28,13 +28,18 @@ class ChatGateway:
         self.gateway = Gateway(settings, replica_id=ctx.replica_id.unique_id)
         self.gateway.start()
 
-    def check_health(self) -> None:
+    # These are `async def` although nothing in them waits: Serve runs a plain `def`
+    # through anyio's thread pool, and anyio looks for its root task with
+    # asyncio.all_tasks() — which walks every task of the process, our ~12,000
+    # connection handlers included, on each health check and metrics poll (profile
+    # in docs/architecture.md). As coroutines they run directly on Serve's loop.
+    async def check_health(self) -> None:
         self.gateway.check()
 
-    def record_autoscaling_stats(self) -> dict[str, float]:
+    async def record_autoscaling_stats(self) -> dict[str, float]:
         return {CONNECTIONS_METRIC: float(self.gateway.connections)}
 
-    def stats(self) -> dict:
+    async def stats(self) -> dict:
         return self.gateway.stats()
 
     def __del__(self) -> None:

@@ -45,9 +45,10 @@ def test_presence_small_rooms_see_every_change_big_rooms_only_real_moves():
     assert presence_due(None, 1, 0.0)                      # first count is always sent
     assert not presence_due((40, 0.0), 40, 100.0)          # unchanged: never resent
     assert presence_due((40, 0.0), 41, 0.1)                # small room: any change
-    assert not presence_due((50_000, 0.0), 50_400, 1.0)    # 0.8% wiggle in a big room: held
-    assert presence_due((50_000, 0.0), 50_600, 1.0)        # 1.2%: sent now
-    assert presence_due((50_000, 0.0), 49_000, 1.0)        # leaving counts as much as joining
+    assert presence_due((999, 0.0), 1_000, 0.1)
+    assert not presence_due((50_000, 0.0), 54_000, 1.0)    # 8% in a big room: held
+    assert presence_due((50_000, 0.0), 55_001, 1.0)        # > 10%: sent now
+    assert presence_due((50_000, 0.0), 44_000, 1.0)        # leaving counts as much as joining
     assert presence_due((50_000, 0.0), 50_001, PRESENCE_REFRESH_S)  # a held wiggle goes out later
 
 

@@ -62,12 +62,14 @@ class Room(Generic[M]):
 
 
 # Presence in a big room changes on almost every round while fans come and go; sending
-# each wiggle to 100,000 members costs a write per member per round (~9% of a busy
-# replica's CPU at 90k sockets, docs/architecture.md) and tells nobody anything. A
-# count is sent when it moved by more than PRESENCE_STEP of the last one sent, or, for
-# smaller moves, once PRESENCE_REFRESH_S has passed. Rooms under 100 fans see every
-# change (1% of < 100 is < 1).
-PRESENCE_STEP = 0.01
+# each wiggle to 100,000 members costs a write per member per round and tells nobody
+# anything (in a 100k doors-open ramp, 4.1M of the 4.8M frames fans received were
+# presence counts; docs/architecture.md). Rooms under PRESENCE_BIG_ROOM see every
+# change at the next round. In a big room a count is sent when it moved by more than
+# PRESENCE_STEP of the last one sent, or, for smaller moves, once PRESENCE_REFRESH_S
+# has passed.
+PRESENCE_BIG_ROOM = 1_000
+PRESENCE_STEP = 0.10
 PRESENCE_REFRESH_S = 30.0
 
 
@@ -78,4 +80,6 @@ def presence_due(sent: tuple[int, float] | None, total: int, now: float) -> bool
     last, at = sent
     if total == last:
         return False
+    if last < PRESENCE_BIG_ROOM:
+        return True
     return abs(total - last) > last * PRESENCE_STEP or now - at >= PRESENCE_REFRESH_S
