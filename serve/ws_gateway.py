@@ -229,7 +229,7 @@ class Gateway:
             await asyncio.sleep(keys.CHAT_REPLICA_TTL_S / 3)
 
     async def _keepalive(self) -> None:
-        """Apply the keepalive rule to every connection, SLICES times per interval.
+        """Apply the keepalive rule to every connection, SWEEPS_PER_INTERVAL times per interval.
 
         A ping is one pre-encoded frame written raw (as fan-out writes messages); the
         client's pong only has to arrive, websockets drops it after FanConnection
@@ -237,7 +237,7 @@ class Gateway:
         """
         interval = self.settings.ping_interval_s
         while True:
-            await asyncio.sleep(interval / keepalive.SLICES)
+            await asyncio.sleep(interval / keepalive.SWEEPS_PER_INTERVAL)
             try:
                 self._sweep(interval)
             except Exception:  # a bug here must not end keepalive for every fan
@@ -254,9 +254,10 @@ class Gateway:
             if what is Due.PING:
                 conn.ping_at = now
                 if not conn.push(PING):
-                    hub.cut(conn, CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume with since")
+                    hub.drop_slow([conn])
             elif what is Due.CUT:
-                hub.cut(conn, CloseCode.PEER_SILENT, "ping not answered: reconnect and resume with since")
+                hub.cut(conn, CloseCode.PEER_SILENT,
+                        "ping not answered: reconnect and resume with since")
 
     async def _drain(self, timeout_s: float) -> None:
         self.draining = True

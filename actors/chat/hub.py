@@ -54,7 +54,7 @@ class Hub:
         self._opening: dict[str, asyncio.Future] = {}
         self._closing: dict[str, asyncio.Future] = {}
         self._presence: dict[str, int] = {}  # room -> other replicas' members, last round
-        self._presence_sent: dict[str, tuple[int, float]] = {}  # room -> (count, when) last broadcast
+        self._presence_sent: dict[str, tuple[int, float]] = {}  # room -> (count, when) last sent
         self._behind: dict[str, int] = {}  # room -> presence rounds its cursor trailed Redis
         self._epoch_checked: dict[str, float] = {}  # room -> when its epoch was last confirmed
         self._tasks: set[asyncio.Task] = set()
@@ -134,7 +134,7 @@ class Hub:
         frames.append(protocol.presence(name, others + len(room.members)))
         # One write (one syscall) for the whole answer.
         if not member.push(b"".join(text_frame(f.encode()) for f in frames)):
-            self._drop_slow([member])
+            self.drop_slow([member])
 
     async def _replay(self, room: Room, since: int) -> tuple[bool, list[tuple[int, str]]]:
         """(covered, messages since..cursor) from history; False if history lost them."""
@@ -180,20 +180,20 @@ class Hub:
 
     def write(self, member: Member, frame: str) -> None:
         if not member.push(text_frame(frame.encode())):
-            self._drop_slow([member])
+            self.drop_slow([member])
 
     def broadcast(self, members: Iterable[Member], frame: str) -> None:
         data = text_frame(frame.encode())
         slow = [m for m in members if not m.push(data)]
         if slow:
-            self._drop_slow(slow)
+            self.drop_slow(slow)
 
     def cut(self, member: Member, code: CloseCode, reason: str) -> None:
         """Take ``member`` out of every room now and close its connection soon."""
         self.detach(member)
         member.kill(code, reason)
 
-    def _drop_slow(self, members: list[Member]) -> None:
+    def drop_slow(self, members: list[Member]) -> None:
         for m in members:
             self.cut(m, CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume with since")
 
@@ -286,7 +286,7 @@ class Hub:
         log.error("room %s: replica lagged past history (%d -> %d); dropping %d members",
                   room.name, room.cursor, new_cursor, len(room.members))
         self._flush(room)
-        self._drop_slow(list(room.members))
+        self.drop_slow(list(room.members))
         room.cursor = new_cursor
 
     # --- room subscription lifecycle ------------------------------------------------

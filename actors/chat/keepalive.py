@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import Enum
 
 TIMEOUT_INTERVALS = 2.0  # an unanswered ping is given this many ping intervals
-SLICES = 10              # the sweep runs SLICES times per interval
+SWEEPS_PER_INTERVAL = 10  # how often the replica applies the rule per ping interval
 
 
 class Due(Enum):
