@@ -39,8 +39,5 @@ class ChatGateway:
     async def record_autoscaling_stats(self) -> dict[str, float]:
         return {CONNECTIONS_METRIC: float(self.gateway.connections)}
 
-    async def stats(self) -> dict:
-        return self.gateway.stats()
-
     def __del__(self) -> None:
         self.gateway.stop()
