@@ -1,11 +1,11 @@
-"""Drive the Node load-generator workers (bench/loadgen/loadgen.js) from Python.
+"""Drive the load-generator workers (bench/loadgen/loadgen.c) from Python.
 
-Why Node: measured side by side (docs/benchmarks.md, "Choosing the generator"), a
-Node `ws` client and a Python websockets+uvloop client cost about the same per frame
-received (~40 us, loaded machine) and per connection (~25-30 KB marginal), so cost
-did not decide it. What did: one client speaks both fandom's protocol and Socket.IO's
-engine.io framing over the same `ws` code, so both systems face an identical client,
-and it is the client the Socket.IO figures in FACTS.md were measured with.
+Why C (docs/benchmarks.md, "Choosing the generator"): the generator shares the two
+cores with the server it measures, so every core-second it spends is taken from the
+server and shows up as the server's latency. The Node `ws` generator it replaced
+needed ~1.06 cores at 10,000 fans x 20 msg/s. One client still speaks fandom's
+protocol and Socket.IO's engine.io framing, so both systems face an identical client.
+The benchmark compiles it with the machine's C compiler on first use.
 """
 
 from __future__ import annotations
@@ -15,14 +15,17 @@ import os
 import queue
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bench.fanout_plan import LOCAL_ADDRESSES, WorkerPlan, port_slice
 
 HERE = Path(__file__).resolve().parent
-LOADGEN_DIR = HERE / "loadgen"
+LOADGEN_SRC = HERE / "loadgen" / "loadgen.c"
+LOADGEN_BIN = HERE / "loadgen" / "build" / "loadgen"
 
 
 class BenchError(RuntimeError):
@@ -43,18 +46,58 @@ def npm_install(directory: Path) -> None:
         raise BenchError(f"`{' '.join(cmd)}` in {directory} failed:\n{r.stdout}{r.stderr}")
 
 
-class Worker:
-    """One Node worker process; commands in on stdin, events out on stdout."""
+def build_loadgen() -> Path:
+    """Compile the generator if the binary is missing or older than its source."""
+    if LOADGEN_BIN.exists() and LOADGEN_BIN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
+        return LOADGEN_BIN
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise BenchError("a C compiler is needed for the load generator (Debian: apt-get install gcc)")
+    LOADGEN_BIN.parent.mkdir(exist_ok=True)
+    tmp = LOADGEN_BIN.with_suffix(f".{os.getpid()}")
+    cmd = [cc, "-O2", "-Wall", "-o", str(tmp), str(LOADGEN_SRC), "-lm"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise BenchError(f"`{' '.join(cmd)}` failed:\n{r.stdout}{r.stderr}")
+    os.replace(tmp, LOADGEN_BIN)  # atomic: a concurrent run never executes half a binary
+    return LOADGEN_BIN
 
-    def __init__(self, index: int, env: dict[str, str] | None = None, nice: int = 0):
+
+def worker_config(*, index: int, proto: str, url: str, plan: WorkerPlan, tokens: list[str],
+                  publishers: list[tuple[str, list[str], float]], workers: int,
+                  connect_rate: float, reconnect: bool, text_bytes: int, ack_wait_s: float,
+                  concurrency: int = 200) -> str:
+    """One worker's config file: a ``key value`` line per setting, then its fans
+    (``fan TOKEN ROOM``) and publishers (``pub RATE TOKEN ROOM...``)."""
+    u = urlsplit(url)
+    path = (u.path or "/") + ("?" + u.query + "&" if u.query else "?") + "token="
+    settings = {"proto": proto, "host": u.hostname, "port": u.port, "path": path, "worker": index,
+                "reconnect": int(reconnect), "connect_rate": connect_rate, "text_bytes": text_bytes,
+                "ack_wait_ms": ack_wait_s * 1000, "concurrency": concurrency,
+                **port_slice(index, workers)}
+    lines = [f"{k} {v}" for k, v in settings.items()]
+    lines += [f"addr {a}" for a in LOCAL_ADDRESSES]
+    lines += [f"fan {tokens[i]} {room}" for i, room in plan.fans]
+    lines += [f"pub {rate} {token} {' '.join(rooms)}" for token, rooms, rate in publishers]
+    return "\n".join(lines) + "\n"
+
+
+def _final_args(final: dict[str, int] | None) -> str:
+    return " ".join(f"{room}={off}" for room, off in (final or {}).items())
+
+
+class Worker:
+    """One generator process; text commands in on stdin, JSON events out on stdout."""
+
+    def __init__(self, index: int, config: str, nice: int = 0):
         self.index = index
+        self._dir = tempfile.TemporaryDirectory(prefix="fandom-loadgen-")
+        path = Path(self._dir.name) / "config"
+        path.write_text(config)
         self.proc = subprocess.Popen(
-            # FANDOM_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the generator.
-            ["node", "--max-old-space-size=4096", *os.environ.get("FANDOM_BENCH_NODE_ARGS", "").split(),
-             str(LOADGEN_DIR / "loadgen.js")],
+            [str(build_loadgen()), str(path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1, env={**os.environ, **(env or {})},
-            preexec_fn=(lambda: os.nice(nice)) if nice else None)
+            text=True, bufsize=1, preexec_fn=(lambda: os.nice(nice)) if nice else None)
         self.events: queue.Queue[dict] = queue.Queue()
         self.stderr: list[str] = []
         self._stash: dict[str, list[dict]] = {}
@@ -74,9 +117,9 @@ class Worker:
             self.stderr.append(line)
             del self.stderr[:-50]
 
-    def send(self, cmd: dict) -> None:
+    def send(self, cmd: str) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.write(cmd + "\n")
         self.proc.stdin.flush()
 
     def wait(self, ev: str, timeout_s: float) -> dict:
@@ -98,18 +141,18 @@ class Worker:
             if e["ev"] != "exited":
                 self._stash.setdefault(e["ev"], []).append(e)
                 continue
-            if e["ev"] == "exited":
-                raise BenchError(f"worker {self.index} exited ({e['rc']}) waiting for {ev!r}:\n"
-                                 + "".join(self.stderr[-20:]))
+            raise BenchError(f"worker {self.index} exited ({e['rc']}) waiting for {ev!r}:\n"
+                             + "".join(self.stderr[-20:]))
 
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
-                self.send({"cmd": "exit"})
+                self.send("exit")
                 self.proc.wait(10)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+        self._dir.cleanup()
 
 
 class Fleet:
@@ -118,21 +161,20 @@ class Fleet:
     def __init__(self, plans: list[WorkerPlan], *, proto: str, url: str, tokens: list[str],
                  pub_tokens: list[str], connect_rate: float = 0.0, reconnect: bool = False,
                  text_bytes: int = 64, ack_wait_s: float = 15.0, nice: int = 0):
-        npm_install(LOADGEN_DIR)
-        self.workers = [Worker(i, nice=nice) for i in range(len(plans))]
+        build_loadgen()
+        self.workers: list[Worker] = []
         pub_i = 0
         try:
-            for w, p in zip(self.workers, plans):
+            for i, p in enumerate(plans):
                 pubs = []
                 for pp in p.publishers:
-                    pubs.append({"token": pub_tokens[pub_i], "rooms": pp.rooms, "rate": pp.rate})
+                    pubs.append((pub_tokens[pub_i], pp.rooms, pp.rate))
                     pub_i += 1
-                w.send({"cmd": "init", "proto": proto, "url": url, "worker": w.index,
-                        "fans": [[tokens[i], room] for i, room in p.fans], "publishers": pubs,
-                        "local_addresses": LOCAL_ADDRESSES, "reconnect": reconnect,
-                        **port_slice(w.index, len(plans)),
-                        "connect_rate": connect_rate / len(plans), "text_bytes": text_bytes,
-                        "concurrency": 200, "ack_wait_ms": ack_wait_s * 1000})
+                config = worker_config(index=i, proto=proto, url=url, plan=p, tokens=tokens,
+                                       publishers=pubs, workers=len(plans),
+                                       connect_rate=connect_rate / len(plans), reconnect=reconnect,
+                                       text_bytes=text_bytes, ack_wait_s=ack_wait_s)
+                self.workers.append(Worker(i, config, nice=nice))
             for w in self.workers:
                 w.wait("ready", 60)
         except BaseException:
@@ -144,24 +186,24 @@ class Fleet:
 
     def connect(self, timeout_s: float) -> list[dict]:
         for w in self.workers:
-            w.send({"cmd": "connect"})
+            w.send("connect")
         return [w.wait("connected", timeout_s) for w in self.workers]
 
     def publish(self, duration_s: float) -> None:
         for w in self.workers:
-            w.send({"cmd": "publish", "duration_s": duration_s})
+            w.send(f"publish {duration_s}")
 
     def published(self, timeout_s: float) -> list[dict]:
         return [w.wait("published", timeout_s) for w in self.workers]
 
     def stats(self, final: dict[str, int] | None = None) -> list[dict]:
         for w in self.workers:
-            w.send({"cmd": "stats", "final": final})
+            w.send(f"stats {_final_args(final)}")
         return [w.wait("stats", 30) for w in self.workers]
 
     def report(self, final: dict[str, int]) -> list[dict]:
         for w in self.workers:
-            w.send({"cmd": "report", "final": final})
+            w.send(f"report {_final_args(final)}")
         return [w.wait("report", 120) for w in self.workers]
 
     def drain(self, final: dict[str, int], max_s: float, quiet_s: float = 5.0) -> bool:
