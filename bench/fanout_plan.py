@@ -84,6 +84,7 @@ PRESETS: dict[str, Preset] = {
 class PubPlan:
     rooms: list[str]
     rate: float          # messages per second over all its rooms
+    phase_s: float = 0.0  # when its first message is due after publishing starts
 
 
 @dataclass
@@ -102,8 +103,12 @@ def publishers_for(w: Workload, rooms: list[str]) -> list[PubPlan]:
         per = max(1, min(ROOMS_PER_PUBLISHER, int(PUB_RATE_MAX // max(w.rate, 1e-9)) or 1))
         return [PubPlan(rooms[i:i + per], w.rate * len(rooms[i:i + per]))
                 for i in range(0, len(rooms), per)]
+    # Publishers sharing a room are evenly out of phase, so the room receives R msg/s
+    # as a steady stream. In phase (as before 2026-12-05) four 5 msg/s publishers sent
+    # bursts of 4 messages 5 times a second, which flatters batching servers: ~3.7
+    # messages per frame instead of ~1 (docs/benchmarks.md, "Publishers").
     count = max(1, math.ceil(w.rate / PUB_RATE_MAX))
-    return [PubPlan([rooms[0]], w.rate / count) for _ in range(count)]
+    return [PubPlan([rooms[0]], w.rate / count, phase_s=j / w.rate) for j in range(count)]
 
 
 def plan(w: Workload, workers: int, tag: str) -> list[WorkerPlan]:
@@ -179,7 +184,8 @@ def summarize(*, reports: list[dict], cpu: dict[str, float], tier_roles: tuple[s
         "server_cpu_s": round(tier_cpu, 2),
         "deliveries_per_server_cpu_s": round(deliveries / tier_cpu) if tier_cpu else None,
         "cpu_by_role_s": cpu,
-        "latency_ms": {"p50": percentile(hist, 0.50, bucket), "p99": percentile(hist, 0.99, bucket),
+        "latency_ms": {"p50": percentile(hist, 0.50, bucket), "p90": percentile(hist, 0.90, bucket),
+                       "p99": percentile(hist, 0.99, bucket), "p999": percentile(hist, 0.999, bucket),
                        "max": round(max((r["latency_max_ms"] for r in reports), default=0.0), 1),
                        "samples": sum(hist.values())},
         "server_rss_joined_mb": round(rss_joined / 2**20, 1),

@@ -64,11 +64,11 @@ def build_loadgen() -> Path:
 
 
 def worker_config(*, index: int, proto: str, url: str, plan: WorkerPlan, tokens: list[str],
-                  publishers: list[tuple[str, list[str], float]], workers: int,
+                  publishers: list[tuple[str, list[str], float, float]], workers: int,
                   connect_rate: float, reconnect: bool, text_bytes: int, ack_wait_s: float,
                   concurrency: int = 200) -> str:
     """One worker's config file: a ``key value`` line per setting, then its fans
-    (``fan TOKEN ROOM``) and publishers (``pub RATE TOKEN ROOM...``)."""
+    (``fan TOKEN ROOM``) and publishers (``pub RATE PHASE_S TOKEN ROOM...``)."""
     u = urlsplit(url)
     path = (u.path or "/") + ("?" + u.query + "&" if u.query else "?") + "token="
     settings = {"proto": proto, "host": u.hostname, "port": u.port, "path": path, "worker": index,
@@ -78,7 +78,7 @@ def worker_config(*, index: int, proto: str, url: str, plan: WorkerPlan, tokens:
     lines = [f"{k} {v}" for k, v in settings.items()]
     lines += [f"addr {a}" for a in LOCAL_ADDRESSES]
     lines += [f"fan {tokens[i]} {room}" for i, room in plan.fans]
-    lines += [f"pub {rate} {token} {' '.join(rooms)}" for token, rooms, rate in publishers]
+    lines += [f"pub {rate} {phase} {token} {' '.join(rooms)}" for token, rooms, rate, phase in publishers]
     return "\n".join(lines) + "\n"
 
 
@@ -168,7 +168,7 @@ class Fleet:
             for i, p in enumerate(plans):
                 pubs = []
                 for pp in p.publishers:
-                    pubs.append((pub_tokens[pub_i], pp.rooms, pp.rate))
+                    pubs.append((pub_tokens[pub_i], pp.rooms, pp.rate, pp.phase_s))
                     pub_i += 1
                 config = worker_config(index=i, proto=proto, url=url, plan=p, tokens=tokens,
                                        publishers=pubs, workers=len(plans),

@@ -59,3 +59,12 @@ def test_source_port_slices_are_disjoint_and_hold_a_100k_run():
     # Each worker holds 100k/8 sockets spread over the source addresses.
     per_worker = (slices[0]["port_hi"] - slices[0]["port_lo"]) * len(LOCAL_ADDRESSES)
     assert per_worker >= 100_000 / 8
+
+
+def test_publishers_of_one_room_are_out_of_phase_so_the_room_gets_a_steady_stream():
+    w = Workload("concert", 10_000, 1, 20.0, 30.0)
+    pubs = publishers_for(w, room_names(w, "t"))
+    # Message k of publisher p is due at phase + k / rate: together one every 1/R s.
+    due = sorted(round(p.phase_s + k / p.rate, 6) for p in pubs for k in range(10))
+    gaps = {round(b - a, 6) for a, b in zip(due, due[1:])}
+    assert gaps == {round(1 / w.rate, 6)}

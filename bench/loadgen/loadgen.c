@@ -80,7 +80,7 @@ typedef struct Conn {
 struct Pub {
     Conn *conn;
     int index;
-    double rate, start;
+    double rate, start, phase_ms; /* first message due phase_ms after publishing starts */
     long seq, sent, acked, resent, pending, low; /* low: no unacked seq below it */
     double *stamp;   /* per seq */
     int *room;       /* per seq, room index */
@@ -98,7 +98,7 @@ enum { T_OPEN, T_ENQUEUE };
 /* --- config ------------------------------------------------------------------------ */
 static int proto = PROTO_FANDOM, worker = 0, reconnect_on = 0, max_tries = 3, concurrency = 200;
 static double reconnect_jitter_ms = 1000, connect_rate = 0, ack_wait_ms = 15000;
-static int text_bytes = 64, port_lo = 0, port_hi = 0;
+static int text_bytes = 64, port_lo = 0, port_hi = 0, poll_us = 1000;
 static char host[64] = "127.0.0.1", path_prefix[512] = "/ws?token=";
 static int port = 0;
 static struct in_addr addrs[MAX_ADDRS];
@@ -743,7 +743,9 @@ static void pubs_tick(double t) {
     for (int i = 0; i < npubs; i++) {
         Pub *p = pubs[i];
         if (publishing && t < publish_end) {
-            long due = (long)floor((t - p->start) * p->rate / 1000) - p->seq;
+            /* message k is due at start + phase + k / rate */
+            long due = t < p->start + p->phase_ms ? 0
+                     : (long)floor((t - p->start - p->phase_ms) * p->rate / 1000) + 1 - p->seq;
             for (long k = 0; k < due; k++) pub_send_new(p);
         }
         long keep = 0;
@@ -877,6 +879,7 @@ static void load_config(const char *path) {
         else if (!strcmp(key, "text_bytes")) text_bytes = atoi(v);
         else if (!strcmp(key, "ack_wait_ms")) ack_wait_ms = atof(v);
         else if (!strcmp(key, "port_lo")) port_lo = atoi(v);
+        else if (!strcmp(key, "poll_us")) poll_us = atoi(v);
         else if (!strcmp(key, "port_hi")) port_hi = atoi(v);
         else if (!strcmp(key, "addr") && naddrs < MAX_ADDRS) inet_pton(AF_INET, v, &addrs[naddrs++]);
         else if (!strcmp(key, "fan")) {
@@ -886,13 +889,14 @@ static void load_config(const char *path) {
             c->rooms = malloc(sizeof(int));
             c->rooms[0] = room_index(room);
             nfans++;
-        } else if (!strcmp(key, "pub")) { /* pub RATE TOKEN ROOM... */
-            char *token = strtok(NULL, " ");
+        } else if (!strcmp(key, "pub")) { /* pub RATE PHASE_S TOKEN ROOM... */
+            char *phase = strtok(NULL, " "), *token = strtok(NULL, " ");
             Conn *c = new_conn(token, 1);
             Pub *p = calloc(1, sizeof(Pub));
             p->conn = c;
             p->index = npubs;
             p->rate = atof(v);
+            p->phase_ms = atof(phase) * 1000;
             for (char *r = strtok(NULL, " "); r; r = strtok(NULL, " ")) {
                 c->rooms = xrealloc(c->rooms, (c->nrooms + 1) * sizeof(int));
                 c->rooms[c->nrooms++] = room_index(r);
@@ -969,6 +973,7 @@ int main(int argc, char **argv) {
     outf("{\"ev\":\"ready\",\"fans\":%d,\"publishers\":%d", nfans, npubs);
     out_end();
     struct epoll_event evs[512];
+    int last_n = 0;
     for (;;) {
         double t = now_ms(), wake = t + 1000;
         if (ntimers && timers[0].at < wake) wake = timers[0].at;
@@ -976,7 +981,18 @@ int main(int argc, char **argv) {
         if (publishing || waiting_acks) { if (t + 10 < wake) wake = t + 10; }
         for (int i = 0; i < npubs; i++) if (pubs[i]->nretry && t + 10 < wake) wake = t + 10;
         int timeout = wake <= t ? 0 : (int)ceil(wake - t);
+        /* Poll at most every POLL_US: a receiver blocked in epoll_wait is woken once per
+           frame the server writes, and on loopback the server's send() pays for that
+           wake-up (try_to_wake_up, an IPI): a cost a server with remote clients never
+           has. Waking at most every POLL_US lets frames pile up and be read in batches.
+           The receive time is taken when a frame is read, so this can only add to the
+           latency measured, by at most POLL_US. */
+        if (poll_us && last_n > 0) {
+            struct timespec ts = {0, poll_us * 1000L};
+            nanosleep(&ts, NULL);
+        }
         int n = epoll_wait(ep, evs, 512, timeout);
+        last_n = n;
         for (int i = 0; i < n; i++) {
             Conn *c = evs[i].data.ptr;
             if (!c) on_stdin();
