@@ -181,6 +181,77 @@ async def test_hub_join_with_since_replays_exactly_the_gap(hub, broker, unique):
     assert stale.frames[0]["recovered"] is False and stale.offsets(room) == []
 
 
+async def _tick_hub(broker, tick_s):
+    hub = Hub(broker, replica_id="tick", tick_s=tick_s, presence_interval_s=60)
+    return hub, asyncio.create_task(hub.run())
+
+
+async def test_a_quiet_rooms_message_goes_at_once_and_the_next_wait_out_the_tick(broker, unique):
+    # A 60 s tick shows it without measuring time: the first message into a quiet room
+    # arrives long before any tick could pass (a global tick would hold it); the ones
+    # accepted while the room's writer rests are held.
+    hub, task = await _tick_hub(broker, 60.0)
+    room, m = f"r{unique}", Sink()
+    hub.attach(m)
+    await hub.join(m, room, None, None)
+    await hub.send("u", room, "m1", "x")
+    await until(lambda: m.offsets(room) == [1], timeout=30)
+    await hub.send("u", room, "m2", "x")
+    await hub.send("u", room, "m3", "x")
+    await until(lambda: hub.rooms[room].cursor == 3)
+    assert m.offsets(room) == [1]
+    hub.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_messages_accepted_during_the_rest_leave_in_one_frame(broker, unique):
+    hub, task = await _tick_hub(broker, 2.0)
+    room, m = f"r{unique}", Sink()
+    hub.attach(m)
+    await hub.join(m, room, None, None)
+    await hub.send("u", room, "m1", "x")
+    await until(lambda: m.offsets(room) == [1])
+    await hub.send("u", room, "m2", "x")
+    await hub.send("u", room, "m3", "x")
+    await until(lambda: m.offsets(room) == [1, 2, 3])
+    batches = [[x["offset"] for x in f["messages"]] for f in m.frames if f["op"] == "messages"]
+    assert batches == [[1], [2, 3]]
+    hub.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_big_room_written_in_slices_keeps_order_for_fans_joining_mid_write(hub, broker, unique):
+    # More members than one write slice, so frames are written over several loop turns
+    # while sends and joins keep arriving. Every fan - the early ones and those who
+    # joined while a frame was half written - gets exactly the offsets after the one
+    # its joined frame named, in order.
+    from actors.chat.hub import WRITE_SLICE
+
+    room = f"r{unique}"
+    early = [Sink() for _ in range(2 * WRITE_SLICE + 7)]
+    for m in early:
+        hub.attach(m)
+        await hub.join(m, room, None, None)
+    late = [Sink() for _ in range(20)]
+
+    async def join_late():
+        for m in late:
+            await asyncio.sleep(0)
+            hub.attach(m)
+            await hub.join(m, room, None, None)
+
+    async def send_all():
+        for i in range(40):
+            await hub.send("u", room, f"m{i}", "x")
+
+    await asyncio.gather(send_all(), join_late())
+    await until(lambda: all(m.offsets(room)[-1:] == [40] for m in early + late))
+    for m in early + late:
+        start = m.frames[0]["offset"]
+        assert m.offsets(room) == list(range(start + 1, 41))
+    assert {m.frames[0]["offset"] for m in late} != {0}  # some joined mid-stream
+
+
 async def test_hub_drops_slow_consumers_without_stalling_the_room(hub, unique):
     room = f"r{unique}"
     fast, slow = Sink(), Sink(accept=False)
@@ -227,4 +298,4 @@ async def test_recovery_right_after_history_loss_reports_the_new_epoch(hub, brok
     await hub.join(late, room, 3, old_epoch)  # within the throttle window
     joined = late.frames[0]
     assert joined["recovered"] is False and joined["epoch"] != old_epoch
-    assert any(f["op"] == "reset" for f in member.frames)
+    await until(lambda: any(f["op"] == "reset" for f in member.frames))  # room frames go out via its writer

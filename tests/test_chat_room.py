@@ -61,3 +61,24 @@ def test_keepalive_pings_only_idle_connections_and_cuts_after_two_silent_interva
     assert due(161.0, last_rx=70.0, ping_at=100.0, interval=iv) is Due.CUT   # 2 intervals unanswered
     assert due(120.0, last_rx=100.5, ping_at=100.0, interval=iv) is Due.WAIT  # answered
     assert due(131.0, last_rx=100.5, ping_at=100.0, interval=iv) is Due.PING  # idle again: next ping
+
+
+def test_members_are_owed_exactly_the_frames_queued_after_they_joined():
+    r = Room("r", "e", cursor=0)
+    r.queue(b"lost")            # nobody in the room: owed to nobody
+    assert r.out == []
+    r.add("a")
+    r.queue(b"1")
+    r.add("b")                  # joins after frame 1: owed only what comes next
+    r.queue(b"2")
+    end = r.out_end
+    assert r.owed(r.members["a"], end) == b"12" and r.owed(r.members["b"], end) == b"2"
+    r.members["b"] = end        # b written; a still owes both
+    r.trim()
+    assert r.out == [b"1", b"2"]
+    r.members["a"] = end
+    r.trim()
+    assert r.out == [] and r.out_end == end
+    r.discard("a")
+    r.discard("a")              # idempotent
+    assert list(r.members) == ["b"]

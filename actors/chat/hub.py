@@ -3,8 +3,9 @@
 Every room a local fan joined is subscribed once (sharded pub/sub). Publications are
 accepted strictly in offset order; a gap (a pub/sub blip, a reconnect) is filled from
 the room's Redis Stream before anything later is delivered, so a joined fan receives
-every accepted message exactly once and in order. Accepted messages are batched per
-tick: one frame per room per tick, encoded once, written to every member.
+every accepted message exactly once and in order. A room's frames are encoded once;
+its writer brings every member up to date in passes, one write per member per pass,
+resting a tick between passes, so what is accepted meanwhile goes out together.
 
 All methods run on one event loop; no locks are needed because nothing yields
 between reading and updating a room except where noted.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Protocol
 
 from actors.chat import protocol
@@ -30,6 +31,7 @@ log = logging.getLogger("fandom.chat.hub")
 REPLAY_CHUNK = 500          # messages per frame when replaying history on join
 CATCH_UP_WAIT_S = 2.0       # a fan may resume from an offset another replica already sent
 EPOCH_CHECK_S = 1.0         # how stale a room's epoch may be when handed to a joining fan
+WRITE_SLICE = 100           # members written per turn of the event loop (see Hub._pass)
 
 
 class Member(Protocol):
@@ -50,7 +52,7 @@ class Hub:
         self.clock = clock
         self.rooms: dict[str, Room[Member]] = {}
         self.member_rooms: dict[Member, set[str]] = {}
-        self.dirty: set[Room[Member]] = set()
+        self._writers: set[Room[Member]] = set()  # rooms whose _write_room task runs
         self._opening: dict[str, asyncio.Future] = {}
         self._closing: dict[str, asyncio.Future] = {}
         self._presence: dict[str, int] = {}  # room -> other replicas' members, last round
@@ -65,10 +67,9 @@ class Hub:
     # --- lifecycle ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run the subscriber, the batching tick and the presence loop until stop()."""
+        """Run the subscriber and the presence loop until stop()."""
         self._loops = asyncio.gather(
             self.subscriber.run(lambda: self._stopping),
-            self._tick_loop(),
             self._presence_loop(),
         )
         try:
@@ -98,7 +99,7 @@ class Hub:
         for name in self.member_rooms.pop(member, ()):
             room = self.rooms.get(name)
             if room is not None:
-                room.members.discard(member)
+                room.discard(member)
 
     # --- fan commands ---------------------------------------------------------------
 
@@ -125,7 +126,7 @@ class Hub:
         # Nothing may yield from here on: flush what current members are owed, then
         # the newcomer starts exactly at the cursor.
         self._flush(room)
-        room.members.add(member)
+        room.add(member)
         self.member_rooms[member].add(name)
         frames = [protocol.joined(name, room.cursor, room.epoch, recovered)]
         frames += [protocol.messages(name, [raw for _, raw in replay[i:i + REPLAY_CHUNK]])
@@ -168,7 +169,7 @@ class Hub:
     def leave(self, member: Member, name: str) -> None:
         room = self.rooms.get(name)
         if room is not None:
-            room.members.discard(member)
+            room.discard(member)
         self.member_rooms.get(member, set()).discard(name)
 
     async def send(self, user: str, room: str, cid: str, text: str) -> str:
@@ -182,11 +183,82 @@ class Hub:
         if not member.push(text_frame(frame.encode())):
             self.drop_slow([member])
 
-    def broadcast(self, members: Iterable[Member], frame: str) -> None:
-        data = text_frame(frame.encode())
-        slow = [m for m in members if not m.push(data)]
-        if slow:
-            self.drop_slow(slow)
+    def send_room(self, room: Room, frame: str) -> None:
+        """Owe ``frame`` to the room's members, after everything accepted before it."""
+        self._take(room)
+        room.queue(text_frame(frame.encode()))
+        self._wake_writer(room)
+
+    def _take(self, room: Room) -> None:
+        """Queue the messages accepted so far as one frame, owed to the members now."""
+        frame = room.take_frame()
+        if frame is not None:
+            room.queue(text_frame(frame.encode()))
+
+    def _wake_writer(self, room: Room) -> None:
+        if room not in self._writers:
+            self._writers.add(room)
+            self._spawn(self._write_room(room))
+
+    async def _write_room(self, room: Room) -> None:
+        """The room's one writer while its members are owed anything.
+
+        It makes a pass over the members at once, then rests a tick, and repeats
+        until a rest ends with nothing new. Each member gets at most one write per
+        pass: everything it is owed at the moment the pass reaches it, so a message
+        accepted mid-pass still reaches the members the pass has not reached yet. A
+        quiet room's message leaves at once; a room whose passes slow down (more
+        members, a busy machine) batches more per write instead of queueing
+        (docs/architecture.md, "Tick batching").
+        """
+        try:
+            while True:
+                self._take(room)
+                if not room.out:
+                    return
+                await self._pass(room)
+                await asyncio.sleep(self.tick_s)
+        except Exception:  # one bad room must not stop every room's fan-out
+            log.exception("writing room %s failed; retrying", room.name)
+            asyncio.get_running_loop().call_later(1.0, self._retry_writer, room)
+        finally:
+            self._writers.discard(room)
+
+    def _retry_writer(self, room: Room) -> None:
+        if not self._stopping and self.rooms.get(room.name) is room:
+            self._wake_writer(room)
+
+    async def _pass(self, room: Room) -> None:
+        """Bring every member up to date, WRITE_SLICE members at a time.
+
+        A loopback send() costs ~9 us here, mostly kernel TCP work, so one pass over
+        5,000 members is ~45 ms. Done in one go it held the event loop - the
+        publisher's next message, publications from Redis, joins, every other room -
+        for all of it. Between slices the loop runs other work, and what was accepted
+        meanwhile joins the pass for the members still ahead.
+        """
+        members = list(room.members)
+        for i in range(0, len(members), WRITE_SLICE):
+            if i:
+                await asyncio.sleep(0)
+                self._take(room)
+            end = room.out_end
+            writes: dict[int, bytes] = {}
+            slow = []
+            owed = room.members
+            for m in members[i:i + WRITE_SLICE]:
+                since = owed.get(m)
+                if since is None or since >= end:
+                    continue  # left meanwhile, or joined after everything queued
+                data = writes.get(since)
+                if data is None:
+                    data = writes[since] = room.owed(since, end)
+                owed[m] = end
+                if not m.push(data):
+                    slow.append(m)
+            if slow:
+                self.drop_slow(slow)
+        room.trim()
 
     def cut(self, member: Member, code: CloseCode, reason: str) -> None:
         """Take ``member`` out of every room now and close its connection soon."""
@@ -198,20 +270,10 @@ class Hub:
             self.cut(m, CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume with since")
 
     def _flush(self, room: Room) -> None:
-        frame = room.take_frame()
-        if frame is not None and room.members:
-            self.broadcast(list(room.members), frame)
-        self.dirty.discard(room)
-
-    async def _tick_loop(self) -> None:
-        while not self._stopping:
-            await asyncio.sleep(self.tick_s)
-            dirty, self.dirty = self.dirty, set()
-            for room in dirty:
-                try:
-                    self._flush(room)
-                except Exception:  # one bad room must not stop every room's fan-out
-                    log.exception("flushing room %s failed", room.name)
+        """Owe what ``room`` has accepted to its current members, now."""
+        self._take(room)
+        if room.out:
+            self._wake_writer(room)
 
     # --- ordering: live publications and gap fills -----------------------------------
 
@@ -228,7 +290,7 @@ class Hub:
         if epoch == room.epoch:
             status = room.accept(offset, raw)
             if status is Accept.OK:
-                self.dirty.add(room)
+                self._wake_writer(room)
                 return
             if status is Accept.DUPLICATE:
                 return
@@ -259,7 +321,7 @@ class Hub:
                 for offset, raw in h.entries:
                     room.accept(offset, raw)
                 if h.entries:
-                    self.dirty.add(room)
+                    self._wake_writer(room)
                 if not h.more:
                     break
         except Exception:
@@ -279,7 +341,7 @@ class Hub:
         self._flush(room)
         log.warning("room %s: history lost, new epoch %s", room.name, epoch)
         room.reset(epoch)
-        self.broadcast(list(room.members), protocol.reset(room.name, epoch))
+        self.send_room(room, protocol.reset(room.name, epoch))
 
     def _lost_history(self, room: Room, new_cursor: int) -> None:
         """We fell further behind than history reaches: members must resync themselves."""
@@ -384,7 +446,7 @@ class Hub:
                     others += int(count)
             total = others + len(room.members)
             if room.members and presence_due(self._presence_sent.get(room.name), total, now):
-                self.broadcast(list(room.members), protocol.presence(room.name, total))
+                self.send_room(room, protocol.presence(room.name, total))
                 self._presence_sent[room.name] = (total, now)
             self._presence[room.name] = others
             # Safety net for a publication lost with nothing after it to reveal the gap.

@@ -1,10 +1,16 @@
-"""One room as seen by one replica: its cursor, members and the batch being built.
+"""One room as seen by one replica: its cursor, members and what they are owed.
 
 Pure bookkeeping. The cursor is the offset of the last message this replica has
 accepted for the room; everything at or below it has been (or is about to be, in
-``pending``) written to every member. Messages must be accepted in offset order:
-``accept`` says when one arrives early (a gap to fill from history) or late
-(a duplicate to drop).
+``pending`` and then ``out``) written to every member. Messages must be accepted in
+offset order: ``accept`` says when one arrives early (a gap to fill from history) or
+late (a duplicate to drop).
+
+Room frames (message batches, presence, resets) are numbered in the order they are
+queued. ``out`` holds those not yet written to every member, and ``members`` maps each
+member to the number of the first frame it has not been sent: so a member can be
+brought up to date with one write of everything it is owed, whenever the writer
+reaches it, and a member who joins is owed nothing queued before it joined.
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ class Accept(Enum):
 
 
 class Room(Generic[M]):
-    __slots__ = ("name", "epoch", "cursor", "members", "pending", "filling", "held")
+    __slots__ = ("name", "epoch", "cursor", "members", "pending", "filling", "held", "out", "out_base")
 
     def __init__(self, name: str, epoch: str, cursor: int):
         self.name = name
         self.epoch = epoch
         self.cursor = cursor
-        self.members: set[M] = set()
+        self.members: dict[M, int] = {}  # member -> number of the first frame it is owed
         self.pending: list[str] = []
+        self.out: list[bytes] = []       # queued frames; out[0] is frame number out_base
+        self.out_base = 0
         # While a gap is being filled from history, live messages wait in `held`.
         self.filling = False
         self.held: list[tuple[str, int, str]] = []
@@ -53,6 +61,35 @@ class Room(Generic[M]):
         frame = protocol.messages(self.name, self.pending)
         self.pending = []
         return frame
+
+    # --- members and the frames they are owed ----------------------------------------
+
+    @property
+    def out_end(self) -> int:
+        """The number the next queued frame will get."""
+        return self.out_base + len(self.out)
+
+    def add(self, member: M) -> None:
+        """A new member: owed only frames queued from now on."""
+        self.members[member] = self.out_end
+
+    def discard(self, member: M) -> None:
+        self.members.pop(member, None)
+
+    def queue(self, frame: bytes) -> None:
+        """Owe ``frame`` to every current member (nobody when the room is empty)."""
+        if self.members:
+            self.out.append(frame)
+
+    def owed(self, since: int, end: int) -> bytes:
+        """Frames number ``since`` up to ``end`` (exclusive), as one write."""
+        return b"".join(self.out[since - self.out_base:end - self.out_base])
+
+    def trim(self) -> None:
+        """Forget frames every member has been sent."""
+        low = min(self.members.values(), default=self.out_end)
+        del self.out[:low - self.out_base]
+        self.out_base = low
 
     def reset(self, epoch: str) -> None:
         """History was lost: a new epoch whose offsets start again at 1."""
