@@ -332,6 +332,11 @@ static void open_conn(Conn *c) {
         if (port_lo) local.sin_port = htons(next_port(a));
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* Without it the TIME_WAIT these sockets leave behind blocks any wildcard
+           listen() on the same port number for a minute: the next run's Socket.IO
+           anchor, given a free port that was one of our source ports, failed with
+           EADDRINUSE. (Node's client set it implicitly: libuv does on every bind.) */
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) {
             close(fd);
             /* Source ports are chosen here, not by the kernel: bind(addr, 0) searches
