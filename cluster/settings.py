@@ -73,7 +73,7 @@ class Settings:
     dedup_ttl_s: int = _env(
         "FANDOM_DEDUP_TTL_S", 300, "How long a client message id is remembered (seconds).")
     tick_ms: int = _env(
-        "FANDOM_TICK_MS", 50, "Rest between a room's write passes: what is accepted meanwhile goes out together.")
+        "FANDOM_TICK_MS", 75, "Rest between a room's write passes: what is accepted meanwhile goes out together.")
     max_text_len: int = _env("FANDOM_MAX_TEXT_LEN", 1000, "Longest chat text, in characters.")
     max_frame_bytes: int = _env(
         "FANDOM_MAX_FRAME_BYTES", 8192, "Largest client frame; bigger closes with 4009.")

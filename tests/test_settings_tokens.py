@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_defaults_run_on_a_laptop_and_warn_about_the_dev_secret():
     s = Settings.from_env({})
     assert s.redis_url == "" and s.ws_port == 8765 and s.history_len >= 10_000
-    assert s.dedup_ttl_s >= 300 and s.tick_ms <= 50
+    assert s.dedup_ttl_s >= 300 and s.tick_ms <= 100  # a rest longer than that eats the p99 budget
     assert s.jwt_secret == DEV_JWT_SECRET and "DEVELOPMENT" in s.warnings[0]
 
 
