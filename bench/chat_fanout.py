@@ -203,11 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     before = machine()
     results: dict[str, dict[str, dict]] = {}
     systems = args.systems.split(",")
+    tick_ms = None  # what the fandom stack actually ran with (flag, environment or default)
     if "fandom" in systems:
         env = {"FANDOM_TICK_MS": str(args.tick_ms)} if args.tick_ms else {}
         cpus = max(2, math.ceil(replicas * 0.25)) if replicas * 0.25 > 2 else None
-        results["fandom"] = run_system(Fandom(secret=BENCH_SECRET, replicas=replicas, env=env, num_cpus=cpus),
-                                       preset, workloads, workers, fan_tokens, pub_tokens, args.storm)
+        fandom = Fandom(secret=BENCH_SECRET, replicas=replicas, env=env, num_cpus=cpus)
+        results["fandom"] = run_system(fandom, preset, workloads, workers, fan_tokens, pub_tokens,
+                                       args.storm)
+        tick_ms = getattr(fandom, "settings", None) and fandom.settings.tick_ms
     if "socketio" in systems and preset.anchor:
         results["socketio"] = run_system(SocketIO(secret=BENCH_SECRET), preset, workloads, workers,
                                          fan_tokens, pub_tokens, None)
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         line = {
             "bench": "chat_fanout", "preset": preset.name, "workload": workload_dict(w),
             "setup": {"chat_replicas": replicas, "loadgen_processes": workers,
-                      "fandom_tick_ms": args.tick_ms or 50,
+                      "fandom_tick_ms": tick_ms,
                       "rate_limit": f"server defaults (10/s burst 20 per connection); publishers "
                                     f"spread over connections of <= {PUB_RATE_MAX:g} msg/s",
                       "tier_roles": {"fandom": list(Fandom.tier_roles), "socketio": list(SocketIO.tier_roles)},
