@@ -30,7 +30,7 @@ from actors.archive.ledger import Erasure
 from actors.archive.redis_io import StreamReader, erase_user, redis_time_ms
 from actors.archive.store import Store
 from cluster.errors import InvalidInput
-from cluster.settings import RAY_NAMESPACE, Settings
+from cluster.settings import ON_HEAD_NODE, RAY_NAMESPACE, Settings
 
 log = logging.getLogger("fandom.archiver")
 
@@ -228,6 +228,7 @@ def start_archiver(settings: Settings, *, name: str = ACTOR_NAME):
         max_task_retries=0,    # callers see a failed erase/flush and may retry: both are idempotent
         max_concurrency=8,     # status() must answer while the writer is busy or paused
         num_cpus=0,
+        resources=ON_HEAD_NODE,
     ).remote(settings.to_env(secrets=False))
 
 

@@ -37,7 +37,7 @@ from cluster.capacity import CapacityModel, Plan, plan_at
 from cluster.capacity_store import CapacityStore
 from cluster.errors import FandomError
 from cluster.redis_conn import async_client
-from cluster.settings import RAY_NAMESPACE, Settings
+from cluster.settings import ON_HEAD_NODE, RAY_NAMESPACE, Settings
 from serve.deploy import chat_state, set_chat_floor
 
 log = logging.getLogger("fandom.capacity")
@@ -269,7 +269,6 @@ def ensure_applier(settings: Settings):
     """Get or create the detached applier (idempotent; `fandom up` calls it)."""
     return CapacityApplier.options(
         name=APPLIER_NAME, namespace=RAY_NAMESPACE, lifetime="detached", get_if_exists=True,
-        # On the head: it must outlive every worker node it asks the autoscaler for,
-        # and a 0-CPU actor would not keep a worker node from being released.
-        resources={"node:__internal_head__": 0.001},
+        # On the head: it must outlive every worker node it asks the autoscaler for.
+        resources=ON_HEAD_NODE,
     ).remote(settings.to_env(secrets=False))

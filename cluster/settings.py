@@ -18,6 +18,14 @@ from cluster.errors import ConfigError
 # so a driver, a Serve replica or a test finds them the same way.
 RAY_NAMESPACE = "fandom"
 
+# Where those detached singletons run: the head node. They need no CPU (num_cpus=0),
+# and a node whose actors hold no resources counts as idle to Ray's autoscaler, which
+# releases it, killing them; placed by default they could land on a worker node the
+# autoscaler brought up for chat or transcoding. Seen: the test cluster released a
+# fake worker node under the archiver mid-test ("the actor was restarted"). The
+# archiver's local data dir also has to stay on one machine.
+ON_HEAD_NODE = {"node:__internal_head__": 0.001}
+
 # Loudly marked: anyone who can read this file can mint tokens for a cluster that
 # kept the default. `fandom up` warns on start; production must set FANDOM_JWT_SECRET.
 DEV_JWT_SECRET = "fandom-DEV-ONLY-secret-DO-NOT-USE-IN-PRODUCTION"

@@ -22,7 +22,7 @@ from ray.exceptions import RayError, RayTaskError, TaskCancelledError, WorkerCra
 
 from cluster.errors import FandomError, MediaError
 from cluster.redis_conn import async_client
-from cluster.settings import RAY_NAMESPACE, Settings
+from cluster.settings import ON_HEAD_NODE, RAY_NAMESPACE, Settings
 from jobs import outputs, plan, progress, storage
 from jobs import ffmpeg as ff
 from jobs.cmaf import Media
@@ -46,6 +46,7 @@ def get_pool(settings: Settings):
     """The pool actor, created on first use (idempotent; safe from any process)."""
     return TranscodePool.options(
         name=POOL_NAME, namespace=RAY_NAMESPACE, lifetime="detached", get_if_exists=True,
+        resources=ON_HEAD_NODE,
     ).remote(settings.to_env(secrets=False))
 
 
