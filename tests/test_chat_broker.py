@@ -181,16 +181,10 @@ async def test_hub_join_with_since_replays_exactly_the_gap(hub, broker, unique):
     assert stale.frames[0]["recovered"] is False and stale.offsets(room) == []
 
 
-async def _tick_hub(broker, tick_s):
+async def _one_then_two_more(broker, unique, tick_s):
+    """A hub with tick ``tick_s`` and one member: m1 sent and delivered, then m2, m3 sent."""
     hub = Hub(broker, replica_id="tick", tick_s=tick_s, presence_interval_s=60)
-    return hub, asyncio.create_task(hub.run())
-
-
-async def test_a_quiet_rooms_message_goes_at_once_and_the_next_wait_out_the_tick(broker, unique):
-    # A 60 s tick shows it without measuring time: the first message into a quiet room
-    # arrives long before any tick could pass (a global tick would hold it); the ones
-    # accepted while the room's writer rests are held.
-    hub, task = await _tick_hub(broker, 60.0)
+    task = asyncio.create_task(hub.run())
     room, m = f"r{unique}", Sink()
     hub.attach(m)
     await hub.join(m, room, None, None)
@@ -198,6 +192,14 @@ async def test_a_quiet_rooms_message_goes_at_once_and_the_next_wait_out_the_tick
     await until(lambda: m.offsets(room) == [1], timeout=30)
     await hub.send("u", room, "m2", "x")
     await hub.send("u", room, "m3", "x")
+    return hub, task, room, m
+
+
+async def test_a_quiet_rooms_message_goes_at_once_and_the_next_wait_out_the_tick(broker, unique):
+    # A 60 s tick shows it without measuring time: the first message into a quiet room
+    # arrived long before any tick could pass (a global tick would hold it); the ones
+    # accepted while the room's writer rests are held.
+    hub, task, room, m = await _one_then_two_more(broker, unique, 60.0)
     await until(lambda: hub.rooms[room].cursor == 3)
     assert m.offsets(room) == [1]
     hub.stop()
@@ -205,14 +207,7 @@ async def test_a_quiet_rooms_message_goes_at_once_and_the_next_wait_out_the_tick
 
 
 async def test_messages_accepted_during_the_rest_leave_in_one_frame(broker, unique):
-    hub, task = await _tick_hub(broker, 2.0)
-    room, m = f"r{unique}", Sink()
-    hub.attach(m)
-    await hub.join(m, room, None, None)
-    await hub.send("u", room, "m1", "x")
-    await until(lambda: m.offsets(room) == [1])
-    await hub.send("u", room, "m2", "x")
-    await hub.send("u", room, "m3", "x")
+    hub, task, room, m = await _one_then_two_more(broker, unique, 2.0)
     await until(lambda: m.offsets(room) == [1, 2, 3])
     batches = [[x["offset"] for x in f["messages"]] for f in m.frames if f["op"] == "messages"]
     assert batches == [[1], [2, 3]]
