@@ -17,6 +17,7 @@ import time
 
 import redis
 
+from cluster.children import die_with_parent
 from cluster.errors import Unavailable
 
 
@@ -55,7 +56,12 @@ class EmbeddedRedis:
             self._proc = subprocess.Popen(
                 [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no", "--dir", self._dir.name, "--loglevel", "warning"],
-                stdout=subprocess.DEVNULL)
+                stdout=subprocess.DEVNULL,
+                # Its own session: Ctrl-C on `fandom up` reaches the whole foreground
+                # process group, and Redis dying first made the shutdown spew
+                # connection tracebacks from every actor still using it. We stop it
+                # last, in stop(); die_with_parent covers a parent killed outright.
+                start_new_session=True, preexec_fn=die_with_parent)
         else:
             from fakeredis import TcpFakeServer
 

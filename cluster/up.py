@@ -40,6 +40,13 @@ class Stack:
 
         if self.started_ray:
             try:
+                # Our detached services first: the capacity applier, left running while
+                # Serve's apps are deleted, reported the half-gone apps as config drift.
+                for name in ray.util.list_named_actors():  # this driver's namespace: ours
+                    try:
+                        ray.kill(ray.get_actor(name), no_restart=True)
+                    except ValueError:
+                        pass  # gone meanwhile
                 serve.shutdown()
             finally:
                 ray.shutdown()

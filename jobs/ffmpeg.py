@@ -5,14 +5,13 @@ The argument lists come from jobs/encode.py; this module only executes them.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 
+from cluster.children import die_with_parent
 from cluster.errors import MediaError
 from jobs.probe import SourceInfo, parse_banner
 from jobs.progress import ProgressParser
@@ -30,15 +29,6 @@ def ffmpeg_binary(configured: str = "") -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _die_with_parent() -> None:
-    # If the Ray worker running us is SIGKILLed (node pressure, a test, `ray.cancel(force)`),
-    # ffmpeg must not live on as an orphan burning the CPU the retry needs.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def classify(stderr: str, *, what: str) -> MediaError:
@@ -69,7 +59,7 @@ def run(args: Sequence[str], *, what: str, expected_s: float = 0.0,
         # -progress is a global option: it must come before the first output.
         proc = subprocess.Popen([args[0], *PROGRESS_ARGS, *args[1:]],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                text=True, preexec_fn=_die_with_parent)
+                                text=True, preexec_fn=die_with_parent)
         parser = ProgressParser(expected_s)
         try:
             assert proc.stdout is not None
@@ -95,5 +85,5 @@ def probe(binary: str, source: str) -> SourceInfo:
         raise MediaError(f"{source} is empty (0 bytes)", code="source_empty")
     done = subprocess.run([binary, "-hide_banner", "-nostdin", "-i", source],
                           capture_output=True, text=True, errors="replace", timeout=120,
-                          preexec_fn=_die_with_parent)
+                          preexec_fn=die_with_parent)
     return parse_banner(done.stderr, source=os.path.basename(source))
