@@ -89,13 +89,13 @@ def _final_args(final: dict[str, int] | None) -> str:
 class Worker:
     """One generator process; text commands in on stdin, JSON events out on stdout."""
 
-    def __init__(self, index: int, config: str, nice: int = 0):
+    def __init__(self, index: int, binary: Path, config: str, nice: int = 0):
         self.index = index
         self._dir = tempfile.TemporaryDirectory(prefix="fandom-loadgen-")
         path = Path(self._dir.name) / "config"
         path.write_text(config)
         self.proc = subprocess.Popen(
-            [str(build_loadgen()), str(path)],
+            [str(binary), str(path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, bufsize=1, preexec_fn=(lambda: os.nice(nice)) if nice else None)
         self.events: queue.Queue[dict] = queue.Queue()
@@ -161,7 +161,7 @@ class Fleet:
     def __init__(self, plans: list[WorkerPlan], *, proto: str, url: str, tokens: list[str],
                  pub_tokens: list[str], connect_rate: float = 0.0, reconnect: bool = False,
                  text_bytes: int = 64, ack_wait_s: float = 15.0, nice: int = 0):
-        build_loadgen()
+        binary = build_loadgen()
         self.workers: list[Worker] = []
         pub_i = 0
         try:
@@ -174,7 +174,7 @@ class Fleet:
                                        publishers=pubs, workers=len(plans),
                                        connect_rate=connect_rate / len(plans), reconnect=reconnect,
                                        text_bytes=text_bytes, ack_wait_s=ack_wait_s)
-                self.workers.append(Worker(i, config, nice=nice))
+                self.workers.append(Worker(i, binary, config, nice=nice))
             for w in self.workers:
                 w.wait("ready", 60)
         except BaseException:

@@ -183,7 +183,7 @@ class Hub:
         if not member.push(text_frame(frame.encode())):
             self.drop_slow([member])
 
-    def send_room(self, room: Room, frame: str) -> None:
+    def _send_room(self, room: Room, frame: str) -> None:
         """Owe ``frame`` to the room's members, after everything accepted before it."""
         self._take(room)
         room.queue(text_frame(frame.encode()))
@@ -209,7 +209,7 @@ class Hub:
         accepted mid-pass still reaches the members the pass has not reached yet. A
         quiet room's message leaves at once; a room whose passes slow down (more
         members, a busy machine) batches more per write instead of queueing
-        (docs/architecture.md, "Tick batching").
+        (docs/architecture.md, "Fan-out passes").
         """
         try:
             while True:
@@ -341,7 +341,7 @@ class Hub:
         self._flush(room)
         log.warning("room %s: history lost, new epoch %s", room.name, epoch)
         room.reset(epoch)
-        self.send_room(room, protocol.reset(room.name, epoch))
+        self._send_room(room, protocol.reset(room.name, epoch))
 
     def _lost_history(self, room: Room, new_cursor: int) -> None:
         """We fell further behind than history reaches: members must resync themselves."""
@@ -446,7 +446,7 @@ class Hub:
                     others += int(count)
             total = others + len(room.members)
             if room.members and presence_due(self._presence_sent.get(room.name), total, now):
-                self.send_room(room, protocol.presence(room.name, total))
+                self._send_room(room, protocol.presence(room.name, total))
                 self._presence_sent[room.name] = (total, now)
             self._presence[room.name] = others
             # Safety net for a publication lost with nothing after it to reveal the gap.
