@@ -114,13 +114,19 @@ async def until(pred, timeout=10.0):
         await asyncio.sleep(0.01)
 
 
+async def stop(hub, task):
+    """Stop a hub and close its pub/sub connection (the shared client stays open)."""
+    hub.stop()
+    await asyncio.wait_for(task, 5)
+    await hub.subscriber.close()
+
+
 @pytest.fixture
 async def hub(broker):
     h = Hub(broker, replica_id="test", tick_s=0.01, presence_interval_s=0.2)
     task = asyncio.create_task(h.run())
     yield h
-    h.stop()
-    await asyncio.wait_for(task, 5)
+    await stop(h, task)
 
 
 async def test_hub_delivers_in_order_once_and_fills_gaps(hub, broker, unique):
@@ -202,8 +208,7 @@ async def test_a_quiet_rooms_message_goes_at_once_and_the_next_wait_out_the_tick
     hub, task, room, m = await _one_then_two_more(broker, unique, 60.0)
     await until(lambda: hub.rooms[room].cursor == 3)
     assert m.offsets(room) == [1]
-    hub.stop()
-    await asyncio.wait_for(task, 5)
+    await stop(hub, task)
 
 
 async def test_messages_accepted_during_the_rest_leave_in_one_frame(broker, unique):
@@ -211,8 +216,7 @@ async def test_messages_accepted_during_the_rest_leave_in_one_frame(broker, uniq
     await until(lambda: m.offsets(room) == [1, 2, 3])
     batches = [[x["offset"] for x in f["messages"]] for f in m.frames if f["op"] == "messages"]
     assert batches == [[1], [2, 3]]
-    hub.stop()
-    await asyncio.wait_for(task, 5)
+    await stop(hub, task)
 
 
 async def test_big_room_written_in_slices_keeps_order_for_fans_joining_mid_write(hub, broker, unique):
@@ -273,9 +277,8 @@ async def test_presence_counts_members_across_replicas(broker, unique):
         return counts[-1] if counts else None
 
     await until(lambda: all(last_presence(s) == 3 for s in sinks))
-    for h in hubs:
-        h.stop()
-    await asyncio.gather(*tasks)
+    for h, t in zip(hubs, tasks):
+        await stop(h, t)
 
 
 async def test_recovery_right_after_history_loss_reports_the_new_epoch(hub, broker, unique):
